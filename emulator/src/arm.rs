@@ -1,0 +1,263 @@
+//! Resource Manager (`https://management.azure.com`): resource paths, api-version, bearer
+//! authentication, authorization and ARM error bodies. The resource itself is served by its
+//! provider (see [`crate::providers`]).
+
+use axum::body::Body;
+use axum::http::{HeaderValue, Method, Request, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::calls::{CallStart, Service};
+use crate::error::AzureError;
+use crate::pipeline::Exchange;
+use crate::providers::ArmResourceType;
+use crate::request::{Bearer, Query, bearer, body_bytes, segments};
+use crate::token::{TokenError, wall_now};
+use crate::world::{Ctx, random_guid};
+
+/// The Resource Manager host.
+pub const HOST: &str = "management.azure.com";
+/// Token audiences Resource Manager accepts.
+pub const AUDIENCES: &[&str] = &[
+    "https://management.azure.com",
+    "https://management.core.windows.net",
+];
+
+/// A resource addressed by an ARM path, with the action that follows it, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourcePath {
+    pub subscription_id: String,
+    pub resource_group: String,
+    pub namespace: String,
+    pub resource_type: String,
+    pub name: String,
+    /// The segment after the resource name (`listKeys`, `regenerateKey`).
+    pub action: Option<String>,
+}
+
+impl ResourcePath {
+    /// Parses `/subscriptions/{s}/resourceGroups/{rg}/providers/{ns}/{type}/{name}[/{action}]`,
+    /// matching the fixed segments case-insensitively as ARM does.
+    pub fn parse(path: &str) -> Option<Self> {
+        let parts = segments(path);
+        let fixed = |i: usize, word: &str| parts.get(i).is_some_and(|s| s.eq_ignore_ascii_case(word));
+        if !(fixed(0, "subscriptions") && fixed(2, "resourceGroups") && fixed(4, "providers")) {
+            return None;
+        }
+        let action = match parts.len() {
+            8 => None,
+            9 if !parts[8].is_empty() => Some(parts[8].clone()),
+            _ => return None,
+        };
+        if parts[1..8].iter().any(String::is_empty) {
+            return None;
+        }
+        Some(Self {
+            subscription_id: parts[1].clone(),
+            resource_group: parts[3].clone(),
+            namespace: parts[5].clone(),
+            resource_type: parts[6].clone(),
+            name: parts[7].clone(),
+            action,
+        })
+    }
+
+    /// The resource id as the request spelled it, without the action.
+    pub fn resource_id(&self) -> String {
+        format!(
+            "/subscriptions/{}/resourceGroups/{}/providers/{}/{}/{}",
+            self.subscription_id, self.resource_group, self.namespace, self.resource_type, self.name
+        )
+    }
+}
+
+/// An ARM error (`{"error":{"code","message"}}`).
+pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> AzureError {
+    AzureError::new(status, code, message)
+}
+
+/// Serves one request to Resource Manager.
+pub async fn handle(ctx: Ctx, req: Request<Body>) -> Response {
+    let mut response = serve(ctx, req).await;
+    let headers = response.headers_mut();
+    for name in ["x-ms-request-id", "x-ms-correlation-request-id"] {
+        if let Ok(id) = HeaderValue::from_str(&random_guid()) {
+            headers.insert(name, id);
+        }
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+async fn serve(ctx: Ctx, req: Request<Body>) -> Response {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_string();
+    let query = Query::parse(parts.uri.query());
+    let resource = ResourcePath::parse(&path);
+    let resource_type = resource
+        .as_ref()
+        .and_then(|r| ArmResourceType::resolve(&r.namespace, &r.resource_type));
+    let operation = match (&resource, resource_type) {
+        (Some(r), Some(t)) => t.operation(&parts.method, r.action.as_deref()),
+        _ => None,
+    };
+    let target = resource
+        .as_ref()
+        .map(ResourcePath::resource_id)
+        .unwrap_or_else(|| path.clone());
+    let mut start = CallStart::new(
+        Service::Arm,
+        operation.unwrap_or("Unknown"),
+        &target,
+        parts.method.as_str(),
+        &path,
+    );
+    start.api_version = query.get("api-version").map(str::to_string);
+    let targets = vec![
+        target.clone(),
+        resource.as_ref().map(|r| r.name.clone()).unwrap_or_default(),
+    ];
+    let mut exchange = Exchange::new(ctx.clone(), start, targets);
+
+    let caller = match authenticate(&ctx, &parts.headers) {
+        Ok(oid) => oid,
+        Err(e) => return exchange.reject(e.into_response()),
+    };
+    exchange.set_caller(caller.clone());
+    let (Some(resource), Some(resource_type)) = (resource, resource_type) else {
+        return exchange.reject(
+            error(
+                StatusCode::NOT_FOUND,
+                "InvalidResourceType",
+                format!("The emulated Resource Manager serves no resource type at '{path}'. See emulator/README.md for what is emulated."),
+            )
+            .into_response(),
+        );
+    };
+    let Some(operation) = operation else {
+        return exchange.reject(
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                format!(
+                    "The requested resource does not support http method '{}'.",
+                    parts.method
+                ),
+            )
+            .into_response(),
+        );
+    };
+    if let Err(e) = check_api_version(resource_type, &resource, query.get("api-version")) {
+        return exchange.reject(e.into_response());
+    }
+    if let Err(e) = resource_type.authorize(&ctx, &resource, &caller, operation) {
+        return exchange.reject(e.into_response());
+    }
+    if let Err(response) = exchange.before().await {
+        return response;
+    }
+    let body = body_bytes(body).await.unwrap_or_default();
+    let mut response = resource_type.execute(&ctx, &resource, operation, &body);
+    let remaining = if parts.method == Method::GET {
+        "x-ms-ratelimit-remaining-subscription-reads"
+    } else {
+        "x-ms-ratelimit-remaining-subscription-writes"
+    };
+    response
+        .headers_mut()
+        .insert(remaining, HeaderValue::from_static("11999"));
+    exchange.finish(response)
+}
+
+fn authenticate(ctx: &Ctx, headers: &axum::http::HeaderMap) -> Result<String, AzureError> {
+    let unauthorized = |code: &str, message: String, description: &str| {
+        error(StatusCode::UNAUTHORIZED, code, message).with_header(
+            header::WWW_AUTHENTICATE,
+            format!(
+                "Bearer authorization_uri=\"https://login.windows.net/{}\", error=\"invalid_token\", error_description=\"{description}\"",
+                ctx.tokens.tenant_id()
+            ),
+        )
+    };
+    match bearer(headers) {
+        Bearer::Missing => Err(unauthorized(
+            "AuthenticationFailed",
+            "Authentication failed. The 'Authorization' header is missing.".into(),
+            "The authentication failed because of missing 'Authorization' header.",
+        )),
+        Bearer::Malformed => Err(unauthorized(
+            "AuthenticationFailedInvalidHeader",
+            "Authentication failed. The 'Authorization' header is provided in an invalid format.".into(),
+            "The authentication scheme of Bearer is required.",
+        )),
+        Bearer::Token(token) => match ctx.tokens.verify(token, AUDIENCES, wall_now()) {
+            Ok(claims) => Ok(claims.oid),
+            Err(TokenError::WrongAudience(aud)) => Err(unauthorized(
+                "InvalidAuthenticationTokenAudience",
+                format!(
+                    "The access token has been obtained for wrong audience or resource '{aud}'. It should exactly match with one of the allowed audiences 'https://management.core.windows.net/','https://management.core.windows.net','https://management.azure.com/','https://management.azure.com'."
+                ),
+                "The access token has been obtained for wrong audience or resource.",
+            )),
+            Err(TokenError::Expired(exp)) => Err(unauthorized(
+                "ExpiredAuthenticationToken",
+                format!(
+                    "The access token expiry UTC time '{exp}' is earlier than current UTC time '{}'.",
+                    wall_now()
+                ),
+                "The access token is expired.",
+            )),
+            Err(other) => Err(unauthorized(
+                "InvalidAuthenticationToken",
+                format!("The access token is invalid: {other}."),
+                "The access token is invalid.",
+            )),
+        },
+    }
+}
+
+fn check_api_version(
+    resource_type: ArmResourceType,
+    resource: &ResourcePath,
+    version: Option<&str>,
+) -> Result<(), AzureError> {
+    let Some(version) = version else {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "MissingApiVersionParameter",
+            "The api-version query parameter (?api-version=) is required for all requests.",
+        ));
+    };
+    let supported = resource_type.api_versions();
+    if supported.contains(&version) {
+        return Ok(());
+    }
+    Err(error(
+        StatusCode::BAD_REQUEST,
+        "NoRegisteredProviderFound",
+        format!(
+            "No registered resource provider found for location 'emulator' and API version '{version}' for type '{}'. The supported api-versions are '{}'.",
+            resource.resource_type,
+            supported.join(", ")
+        ),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_paths_parse_case_insensitively_with_an_optional_action() {
+        let p = ResourcePath::parse(
+            "/SUBSCRIPTIONS/s/resourcegroups/rg/Providers/Microsoft.CognitiveServices/accounts/a/listKeys",
+        )
+        .unwrap();
+        assert_eq!((p.name.as_str(), p.action.as_deref()), ("a", Some("listKeys")));
+        assert_eq!(
+            p.resource_id(),
+            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.CognitiveServices/accounts/a"
+        );
+        assert!(ResourcePath::parse("/subscriptions/s/resourceGroups/rg").is_none());
+        assert!(ResourcePath::parse("/subscriptions/s/resourceGroups/rg/providers/X/y/a/b/c").is_none());
+    }
+}

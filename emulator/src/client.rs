@@ -1,0 +1,231 @@
+//! Typed helpers for the emulator's users (tests, benches, `keyflip demo`): the start-up
+//! information, a client for the control API, and an HTTP client that trusts the emulator's CA
+//! and connects every emulated host name to the emulator, so the official SDK clients can be
+//! pointed at `https://<vault>.vault.azure.net` unchanged.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::calls::Call;
+use crate::faults::{FaultRule, LatencyRule};
+use crate::world::Identity;
+
+/// What `keyflip-emulator` prints on start, as one JSON line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmulatorInfo {
+    /// The one address every service is served on.
+    pub address: SocketAddr,
+    /// `IDENTITY_ENDPOINT` for the App Service managed-identity protocol.
+    pub identity_endpoint: String,
+    /// `IDENTITY_HEADER`.
+    pub identity_header: String,
+    /// Base URL of the control API.
+    pub control_url: String,
+    /// Where the CA certificate was written, if it was.
+    pub ca_file: Option<String>,
+    /// The CA certificate (PEM).
+    pub ca_pem: String,
+    /// The tenant every token is issued in.
+    pub tenant_id: String,
+    /// The system-assigned identity.
+    pub system_identity: Identity,
+    /// A `KEYFLIP_CONNECT_TO` value sending every emulated host to the emulator.
+    pub connect_to: String,
+}
+
+/// Failure talking to the control API.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlClientError {
+    #[error("control API request failed: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("control API answered {status}: {body}")]
+    Status { status: u16, body: String },
+}
+
+/// Host suffixes the emulator serves over TLS.
+const EMULATED_SUFFIXES: &[&str] = &[
+    ".vault.azure.net",
+    ".openai.azure.com",
+    ".cognitiveservices.azure.com",
+    ".services.ai.azure.com",
+];
+
+/// Resolves every emulated host name to the emulator's address.
+#[derive(Debug)]
+struct EmulatorResolver(SocketAddr);
+
+impl reqwest::dns::Resolve for EmulatorResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_ascii_lowercase();
+        let addr = self.0;
+        Box::pin(async move {
+            let emulated =
+                host == "management.azure.com" || EMULATED_SUFFIXES.iter().any(|s| host.ends_with(s));
+            if emulated {
+                let addrs: reqwest::dns::Addrs = Box::new(std::iter::once(addr));
+                Ok(addrs)
+            } else {
+                Err(format!("{host} is not an emulated host; this client reaches only the emulator").into())
+            }
+        })
+    }
+}
+
+/// An HTTP client for the official SDK's transport: trusts only the emulator's CA and connects
+/// every emulated host name to `addr`.
+pub fn azure_http_client(addr: SocketAddr, ca_pem: &str) -> Result<reqwest::Client, reqwest::Error> {
+    let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes())?;
+    reqwest::Client::builder()
+        .tls_certs_only([ca])
+        .dns_resolver(Arc::new(EmulatorResolver(addr)))
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(30))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+}
+
+/// A client for the control API.
+#[derive(Debug, Clone)]
+pub struct ControlClient {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl ControlClient {
+    /// `control_url` as [`EmulatorInfo::control_url`] gives it.
+    pub fn new(control_url: &str) -> Self {
+        Self {
+            base: control_url.trim_end_matches('/').to_string(),
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap_or_default(),
+        }
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, ControlClientError> {
+        let response = request.send().await?;
+        let status = response.status();
+        let body = response.text().await?;
+        if !status.is_success() {
+            return Err(ControlClientError::Status {
+                status: status.as_u16(),
+                body,
+            });
+        }
+        Ok(serde_json::from_str(&body).unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Value, ControlClientError> {
+        self.send(self.http.get(format!("{}{path}", self.base))).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Result<Value, ControlClientError> {
+        self.send(self.http.post(format!("{}{path}", self.base)).json(body))
+            .await
+    }
+
+    pub async fn patch(&self, path: &str, body: &Value) -> Result<Value, ControlClientError> {
+        self.send(self.http.patch(format!("{}{path}", self.base)).json(body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str) -> Result<Value, ControlClientError> {
+        self.send(self.http.delete(format!("{}{path}", self.base))).await
+    }
+
+    pub async fn reset(&self) -> Result<Value, ControlClientError> {
+        self.post("/reset", &json!({})).await
+    }
+
+    /// Applies a seed document (see `emulator/README.md`).
+    pub async fn seed(&self, seed: &Value) -> Result<Value, ControlClientError> {
+        self.post("/seed", seed).await
+    }
+
+    /// Adds a version to a secret; returns `{name, version, id}`.
+    pub async fn add_secret_version(
+        &self,
+        vault: &str,
+        name: &str,
+        version: &Value,
+    ) -> Result<Value, ControlClientError> {
+        self.post(&format!("/vaults/{vault}/secrets/{name}/versions"), version)
+            .await
+    }
+
+    /// Every version of a secret, values included (oldest first), and `latest`.
+    pub async fn secret(&self, vault: &str, name: &str) -> Result<Value, ControlClientError> {
+        self.get(&format!("/vaults/{vault}/secrets/{name}")).await
+    }
+
+    pub async fn add_account(&self, account: &Value) -> Result<Value, ControlClientError> {
+        self.post("/accounts", account).await
+    }
+
+    /// An account's state: `key1`/`key2` (`value`, `valid_from`), `regenerations`, ….
+    pub async fn account(&self, name: &str) -> Result<Value, ControlClientError> {
+        self.get(&format!("/accounts/{name}")).await
+    }
+
+    pub async fn patch_account(&self, name: &str, patch: &Value) -> Result<Value, ControlClientError> {
+        self.patch(&format!("/accounts/{name}"), patch).await
+    }
+
+    /// Calls received, filtered by operation id when given.
+    pub async fn calls(&self, operation: Option<&str>) -> Result<Vec<Call>, ControlClientError> {
+        let path = match operation {
+            Some(op) => format!("/calls?operation={op}"),
+            None => "/calls".to_string(),
+        };
+        let value = self.get(&path).await?;
+        Ok(serde_json::from_value(value).unwrap_or_default())
+    }
+
+    pub async fn clear_calls(&self) -> Result<Value, ControlClientError> {
+        self.delete("/calls").await
+    }
+
+    pub async fn fault(&self, rule: &FaultRule) -> Result<Value, ControlClientError> {
+        self.post("/faults", &json!(rule)).await
+    }
+
+    pub async fn latency(&self, rule: &LatencyRule) -> Result<Value, ControlClientError> {
+        self.post("/latency", &json!(rule)).await
+    }
+
+    pub async fn clear_faults(&self) -> Result<Value, ControlClientError> {
+        self.delete("/faults").await
+    }
+
+    /// The emulator's clock (unix seconds).
+    pub async fn now(&self) -> Result<i64, ControlClientError> {
+        Ok(self.get("/clock").await?["now"].as_i64().unwrap_or_default())
+    }
+
+    /// Moves the emulator's clock forward (or back, with a negative value); returns the new time.
+    pub async fn advance_clock(&self, seconds: i64) -> Result<i64, ControlClientError> {
+        Ok(self
+            .post("/clock", &json!({ "advance_seconds": seconds }))
+            .await?["now"]
+            .as_i64()
+            .unwrap_or_default())
+    }
+
+    pub async fn set_clock(&self, now: i64) -> Result<i64, ControlClientError> {
+        Ok(self.post("/clock", &json!({ "set": now })).await?["now"]
+            .as_i64()
+            .unwrap_or_default())
+    }
+
+    /// A token for `audience` issued to the system-assigned identity.
+    pub async fn token(&self, audience: &str) -> Result<String, ControlClientError> {
+        let value = self.post("/tokens", &json!({ "audience": audience })).await?;
+        Ok(value["access_token"].as_str().unwrap_or_default().to_string())
+    }
+}

@@ -1,0 +1,153 @@
+//! What every emulated Azure call goes through around its operation: injected latency, injected
+//! faults (before or after the operation runs) and the call record.
+//!
+//! A service handler identifies the operation and its target, authenticates the caller, then
+//! runs the operation between [`Exchange::before`] and [`Exchange::finish`].
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use axum::http::header::RETRY_AFTER;
+use axum::response::{IntoResponse, Response};
+
+use crate::calls::{CallStart, Service};
+use crate::error::{AzureError, default_code};
+use crate::faults::{FaultRule, Phase};
+use crate::world::Ctx;
+
+/// One call in flight.
+#[derive(Debug)]
+pub struct Exchange {
+    ctx: Ctx,
+    start: CallStart,
+    /// Names a fault or latency rule's `target` may use for this call.
+    targets: Vec<String>,
+    caller: Option<String>,
+    key_slot: Option<String>,
+}
+
+impl Exchange {
+    pub fn new(ctx: Ctx, start: CallStart, targets: Vec<String>) -> Self {
+        Self {
+            ctx,
+            start,
+            targets,
+            caller: None,
+            key_slot: None,
+        }
+    }
+
+    pub fn ctx(&self) -> &Ctx {
+        &self.ctx
+    }
+
+    /// Notes who called (the token's `oid`).
+    pub fn set_caller(&mut self, oid: String) {
+        self.caller = Some(oid);
+    }
+
+    /// Notes which key slot a data-plane call authenticated with.
+    pub fn set_key_slot(&mut self, slot: &str) {
+        self.key_slot = Some(slot.to_string());
+    }
+
+    fn target_refs(&self) -> Vec<&str> {
+        self.targets.iter().map(String::as_str).collect()
+    }
+
+    /// Applies injected latency, then an injected fault of the `before` phase, if armed.
+    pub async fn before(&self) -> Result<(), Response> {
+        let delay = self
+            .ctx
+            .world()
+            .faults
+            .take_latency(&self.start.operation, &self.target_refs());
+        if let Some(ms) = delay {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        let fault =
+            self.ctx
+                .world()
+                .faults
+                .take_fault(&self.start.operation, &self.target_refs(), Phase::Before);
+        match fault {
+            Some(rule) => Err(self.record(render_fault(self.start.service, &rule), true)),
+            None => Ok(()),
+        }
+    }
+
+    /// Records the answer (replaced by an `after`-phase fault if one is armed) and returns it.
+    pub fn finish(self, response: Response) -> Response {
+        let fault =
+            self.ctx
+                .world()
+                .faults
+                .take_fault(&self.start.operation, &self.target_refs(), Phase::After);
+        match fault {
+            Some(rule) => self.record(render_fault(self.start.service, &rule), true),
+            None => self.record(response, false),
+        }
+    }
+
+    /// Records an answer given before the operation could run (authentication, validation).
+    pub fn reject(self, response: Response) -> Response {
+        self.record(response, false)
+    }
+
+    fn record(&self, response: Response, faulted: bool) -> Response {
+        self.ctx.world().record(
+            &self.start,
+            response.status().as_u16(),
+            self.caller.clone(),
+            self.key_slot.clone(),
+            faulted,
+        );
+        response
+    }
+}
+
+/// The answer of an injected fault, in the service's own error shape.
+pub fn render_fault(service: Service, rule: &FaultRule) -> Response {
+    let status = StatusCode::from_u16(rule.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let (code, message) = default_fault_text(service, status);
+    let code = rule.code.clone().unwrap_or(code);
+    let message = rule.message.clone().unwrap_or(message);
+    let mut response = match service {
+        Service::Identity => crate::error::json_response(
+            status,
+            &serde_json::json!({ "statusCode": status.as_u16(), "message": message }),
+        ),
+        _ => AzureError::new(status, code, message).into_response(),
+    };
+    if let Some(seconds) = rule.retry_after_seconds
+        && let Ok(value) = seconds.to_string().parse()
+    {
+        response.headers_mut().insert(RETRY_AFTER, value);
+    }
+    response
+}
+
+fn default_fault_text(service: Service, status: StatusCode) -> (String, String) {
+    match (service, status.as_u16()) {
+        (Service::Keyvault, 429) => (
+            "Throttled".into(),
+            "Request was not processed because too many requests were received. Reason: VaultRequestTypeLimitReached".into(),
+        ),
+        (Service::Arm, 429) => (
+            "TooManyRequests".into(),
+            "The request is being throttled as the limit has been reached for operation type. Please retry after the time in the Retry-After header.".into(),
+        ),
+        (Service::Dataplane, code) => (
+            code.to_string(),
+            format!("Injected fault: {}", status.canonical_reason().unwrap_or("error")),
+        ),
+        _ => (
+            default_code(status),
+            format!(
+                "Injected fault: the service answered {} {}.",
+                status.as_u16(),
+                status.canonical_reason().unwrap_or("")
+            ),
+        ),
+    }
+}

@@ -1,0 +1,298 @@
+//! The seed document: vaults with their secrets (any attribute, `created` included),
+//! AI services accounts, user-assigned identities and the clock. `keyflip-emulator --seed FILE`
+//! and `POST /control/seed` take it; the control API's per-item routes take its parts.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::keyvault::ensure_vault;
+use crate::keyvault::store::{VersionFields, validate_name};
+use crate::providers::cognitive_services::{Account, AccountSeed};
+use crate::token::wall_now;
+use crate::world::{Identity, World, random_hex};
+
+/// Why a seed was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SeedError {
+    #[error(
+        "vault name '{0}' is invalid: use 3-24 letters, digits and hyphens, starting with a letter, ending with a letter or digit, without consecutive hyphens"
+    )]
+    VaultName(String),
+    #[error("secret '{name}' in vault '{vault}': {reason}")]
+    Secret {
+        vault: String,
+        name: String,
+        reason: String,
+    },
+    #[error("account '{0}' is already seeded")]
+    DuplicateAccount(String),
+    #[error("account subdomain '{0}' is already used by another account")]
+    DuplicateSubdomain(String),
+    #[error("identity with client id '{0}' is already seeded")]
+    DuplicateIdentity(String),
+}
+
+/// A whole seed document.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Seed {
+    /// Sets the emulator's clock (unix seconds) before anything else is seeded.
+    #[serde(default)]
+    pub clock: Option<i64>,
+    #[serde(default)]
+    pub identities: Vec<Identity>,
+    #[serde(default)]
+    pub vaults: Vec<VaultSeed>,
+    #[serde(default)]
+    pub accounts: Vec<AccountSeed>,
+}
+
+/// A vault.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultSeed {
+    pub name: String,
+    /// `attributes.recoverableDays` to report; `null` omits it.
+    #[serde(default = "ninety")]
+    pub recoverable_days: Option<u32>,
+    /// Days a deleted secret is kept (default 90).
+    #[serde(default)]
+    pub retention_days: Option<u32>,
+    #[serde(default)]
+    pub recovery_level: Option<String>,
+    /// Object ids allowed to use the vault; absent lets every valid token in.
+    #[serde(default)]
+    pub allowed_principals: Option<Vec<String>>,
+    #[serde(default)]
+    pub secrets: Vec<SecretSeed>,
+}
+
+fn ninety() -> Option<u32> {
+    Some(90)
+}
+
+/// A secret: its versions oldest first, optionally soft-deleted.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretSeed {
+    pub name: String,
+    pub versions: Vec<VersionSeed>,
+    /// Soft-deletes the secret at this time (unix seconds).
+    #[serde(default)]
+    pub deleted_at: Option<i64>,
+}
+
+/// A secret version with any attribute.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VersionSeed {
+    /// 32 hex characters (random when absent).
+    #[serde(default)]
+    pub version: Option<String>,
+    pub value: String,
+    #[serde(default)]
+    pub content_type: Option<String>,
+    #[serde(default)]
+    pub tags: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub nbf: Option<i64>,
+    #[serde(default)]
+    pub exp: Option<i64>,
+    /// Unix seconds (default: the emulator's clock).
+    #[serde(default)]
+    pub created: Option<i64>,
+    /// Unix seconds (default: `created`).
+    #[serde(default)]
+    pub updated: Option<i64>,
+}
+
+/// Key Vault's vault-name rule.
+pub fn validate_vault_name(name: &str) -> Result<(), SeedError> {
+    let bytes = name.as_bytes();
+    let valid = (3..=24).contains(&bytes.len())
+        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+        && bytes[0].is_ascii_alphabetic()
+        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
+        && !name.contains("--");
+    if valid {
+        Ok(())
+    } else {
+        Err(SeedError::VaultName(name.to_string()))
+    }
+}
+
+impl Seed {
+    /// Applies the document to the world; nothing is applied if any part is invalid.
+    pub fn apply(self, world: &mut World) -> Result<(), SeedError> {
+        let mut staged = World {
+            clock_offset: world.clock_offset,
+            vaults: world.vaults.clone(),
+            accounts: world.accounts.clone(),
+            user_identities: world.user_identities.clone(),
+            ..World::default()
+        };
+        if let Some(now) = self.clock {
+            staged.clock_offset = now - wall_now();
+        }
+        for identity in self.identities {
+            add_identity(&mut staged, identity)?;
+        }
+        for vault in self.vaults {
+            add_vault(&mut staged, vault)?;
+        }
+        for account in self.accounts {
+            add_account(&mut staged, account)?;
+        }
+        world.clock_offset = staged.clock_offset;
+        world.vaults = staged.vaults;
+        world.accounts = staged.accounts;
+        world.user_identities = staged.user_identities;
+        Ok(())
+    }
+}
+
+pub fn add_identity(world: &mut World, identity: Identity) -> Result<(), SeedError> {
+    if world
+        .user_identities
+        .iter()
+        .any(|i| i.client_id.eq_ignore_ascii_case(&identity.client_id))
+    {
+        return Err(SeedError::DuplicateIdentity(identity.client_id));
+    }
+    world.user_identities.push(identity);
+    Ok(())
+}
+
+/// Creates (or updates the settings of) a vault and adds its secrets.
+pub fn add_vault(world: &mut World, seed: VaultSeed) -> Result<(), SeedError> {
+    validate_vault_name(&seed.name)?;
+    let vault = ensure_vault(world, &seed.name);
+    vault.recoverable_days = seed.recoverable_days;
+    if let Some(days) = seed.retention_days {
+        vault.retention_days = days;
+    }
+    if let Some(level) = seed.recovery_level {
+        vault.recovery_level = level;
+    }
+    vault.allowed_principals = seed.allowed_principals;
+    for secret in seed.secrets {
+        let deleted_at = secret.deleted_at;
+        for version in secret.versions {
+            add_version(world, &seed.name, &secret.name, version)?;
+        }
+        if let Some(at) = deleted_at {
+            let vault = ensure_vault(world, &seed.name);
+            vault.delete(&secret.name, at).map_err(|e| SeedError::Secret {
+                vault: seed.name.clone(),
+                name: secret.name.clone(),
+                reason: e.message,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Adds one version to a secret of an existing or new vault; returns (name, version id).
+pub fn add_version(
+    world: &mut World,
+    vault: &str,
+    name: &str,
+    seed: VersionSeed,
+) -> Result<(String, String), SeedError> {
+    validate_vault_name(vault)?;
+    let fail = |reason: String| SeedError::Secret {
+        vault: vault.to_string(),
+        name: name.to_string(),
+        reason,
+    };
+    validate_name(name).map_err(|e| fail(e.message))?;
+    let version = match seed.version {
+        Some(v) if v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit()) => v.to_ascii_lowercase(),
+        Some(v) => return Err(fail(format!("version '{v}' is not 32 hex characters"))),
+        None => random_hex(32),
+    };
+    let created = seed.created.unwrap_or_else(|| world.now());
+    let updated = seed.updated.unwrap_or(created);
+    let fields = VersionFields {
+        content_type: seed.content_type,
+        tags: seed.tags,
+        enabled: seed.enabled,
+        nbf: seed.nbf,
+        exp: seed.exp,
+    };
+    let vault = ensure_vault(world, vault);
+    let (name, stored) = vault
+        .set(name, seed.value, fields, version, created, updated)
+        .map_err(|e| fail(e.message))?;
+    Ok((name, stored.version))
+}
+
+pub fn add_account(world: &mut World, seed: AccountSeed) -> Result<(), SeedError> {
+    let account = Account::from_seed(seed, world.now());
+    if world.account_by_id(&account.id()).is_some() || world.account_by_name(&account.name).is_some() {
+        return Err(SeedError::DuplicateAccount(account.name));
+    }
+    if let Some(sub) = &account.custom_subdomain
+        && world.account_by_subdomain(sub).is_some()
+    {
+        return Err(SeedError::DuplicateSubdomain(sub.clone()));
+    }
+    world.accounts.push(account);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn vault_names_follow_key_vault_rules() {
+        for good in ["kv1", "my-vault-01", "abcdefghijklmnopqrstuvwx"] {
+            assert!(validate_vault_name(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "kv",
+            "1kv",
+            "kv-",
+            "my--vault",
+            "abcdefghijklmnopqrstuvwxy",
+            "kv_1",
+        ] {
+            assert!(validate_vault_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_invalid_seed_changes_nothing() {
+        let mut world = World::default();
+        let seed: Seed = serde_json::from_value(json!({
+            "vaults": [{"name": "kv1", "secrets": [{"name": "ok", "versions": [{"value": "v"}]}]},
+                       {"name": "kv2", "secrets": [{"name": "bad_name", "versions": [{"value": "v"}]}]}]
+        }))
+        .unwrap();
+        assert!(matches!(seed.apply(&mut world), Err(SeedError::Secret { .. })));
+        assert!(world.vaults.is_empty());
+    }
+
+    #[test]
+    fn seeded_versions_keep_their_attributes() {
+        let mut world = World::default();
+        let seed: Seed = serde_json::from_value(json!({
+            "vaults": [{"name": "kv1", "secrets": [{"name": "s", "versions": [
+                {"version": "4387E9F3D6E14C459867679A90FD0F79", "value": "v", "created": 5, "exp": 9, "enabled": false}
+            ]}]}]
+        }))
+        .unwrap();
+        seed.apply(&mut world).unwrap();
+        let stored = &world.vaults["kv1"].secrets["s"].versions[0];
+        assert_eq!(
+            (stored.version.as_str(), stored.created, stored.updated),
+            ("4387e9f3d6e14c459867679a90fd0f79", 5, 5)
+        );
+        assert_eq!((stored.exp, stored.enabled), (Some(9), false));
+    }
+}

@@ -1,0 +1,174 @@
+//! All mutable state of one emulator: the clock, vaults, accounts, identities, faults and the
+//! call log, behind one mutex that no handler holds across an `.await`.
+//!
+//! The clock is wall time plus an offset the control API moves; resource state (secret
+//! `created`/`updated`, key activation) follows it. Token lifetimes do not (see [`crate::token`]).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::{Deserialize, Serialize};
+
+use crate::calls::{Call, CallStart};
+use crate::faults::Faults;
+use crate::keyvault::store::Vault;
+use crate::providers::cognitive_services::Account;
+use crate::token::{TokenIssuer, wall_now};
+
+/// A managed identity the token endpoint can issue tokens for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    /// Application (client) id, the `client_id` of a user-assigned identity request.
+    pub client_id: String,
+    /// Object (principal) id: the `oid` of its tokens.
+    pub principal_id: String,
+}
+
+/// The emulator's state.
+#[derive(Debug, Default)]
+pub struct World {
+    /// Seconds added to wall time to get the emulator's clock.
+    pub clock_offset: i64,
+    /// Vaults by lower-case name.
+    pub vaults: BTreeMap<String, Vault>,
+    /// AI services accounts, in seeding order.
+    pub accounts: Vec<Account>,
+    /// User-assigned identities (the system-assigned one lives in [`Shared`]).
+    pub user_identities: Vec<Identity>,
+    pub faults: Faults,
+    pub calls: Vec<Call>,
+}
+
+impl World {
+    /// The emulator's clock, in unix seconds.
+    pub fn now(&self) -> i64 {
+        wall_now() + self.clock_offset
+    }
+
+    /// Appends a call to the log.
+    pub fn record(
+        &mut self,
+        start: &CallStart,
+        status: u16,
+        caller: Option<String>,
+        key_slot: Option<String>,
+        faulted: bool,
+    ) {
+        let seq = self.calls.len() as u64 + 1;
+        let at = self.now();
+        self.calls.push(Call {
+            seq,
+            at,
+            service: start.service,
+            operation: start.operation.clone(),
+            target: start.target.clone(),
+            method: start.method.clone(),
+            path: start.path.clone(),
+            api_version: start.api_version.clone(),
+            status,
+            caller,
+            key_slot,
+            faulted,
+        });
+    }
+
+    /// Finds an account by its ARM id (case-insensitive).
+    pub fn account_by_id(&mut self, id: &str) -> Option<&mut Account> {
+        self.accounts.iter_mut().find(|a| a.id().eq_ignore_ascii_case(id))
+    }
+
+    /// Finds an account by name (case-insensitive).
+    pub fn account_by_name(&mut self, name: &str) -> Option<&mut Account> {
+        self.accounts
+            .iter_mut()
+            .find(|a| a.name.eq_ignore_ascii_case(name))
+    }
+
+    /// Finds an account by its custom subdomain (case-insensitive).
+    pub fn account_by_subdomain(&mut self, subdomain: &str) -> Option<&mut Account> {
+        self.accounts.iter_mut().find(|a| {
+            a.custom_subdomain
+                .as_deref()
+                .is_some_and(|s| s.eq_ignore_ascii_case(subdomain))
+        })
+    }
+}
+
+/// State shared by every connection: the world plus what is fixed at start.
+#[derive(Debug)]
+pub struct Shared {
+    world: Mutex<World>,
+    pub tokens: TokenIssuer,
+    /// The secret the managed-identity endpoint expects in `X-IDENTITY-HEADER`.
+    pub identity_header: String,
+    /// The identity used when a token request names none.
+    pub system_identity: Identity,
+}
+
+/// Handle to the shared state.
+pub type Ctx = Arc<Shared>;
+
+impl Shared {
+    pub fn new(tokens: TokenIssuer, identity_header: String, system_identity: Identity) -> Self {
+        Self {
+            world: Mutex::new(World::default()),
+            tokens,
+            identity_header,
+            system_identity,
+        }
+    }
+
+    /// Locks the world. A panic in another handler cannot leave it half-written in a way that
+    /// matters to an emulator, so a poisoned lock is taken over.
+    pub fn world(&self) -> MutexGuard<'_, World> {
+        self.world.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Every identity tokens can be issued for: the system-assigned one first.
+    pub fn identities(&self) -> Vec<Identity> {
+        let mut all = vec![self.system_identity.clone()];
+        all.extend(self.world().user_identities.iter().cloned());
+        all
+    }
+}
+
+/// `n` random bytes from the system's secure generator.
+pub fn random_bytes(n: usize) -> Vec<u8> {
+    let mut bytes = vec![0u8; n];
+    // SystemRandom only fails when the OS has no entropy source at all.
+    let _ = aws_lc_rs::rand::fill(&mut bytes);
+    bytes
+}
+
+/// A random lower-case hex string of `len` characters (Key Vault version ids are 32).
+pub fn random_hex(len: usize) -> String {
+    random_bytes(len.div_ceil(2))
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>()
+        .chars()
+        .take(len)
+        .collect()
+}
+
+/// A random alphanumeric string of `len` characters, the alphabet of AI services keys.
+pub fn random_alphanumeric(len: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    random_bytes(len)
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
+}
+
+/// A random GUID in the usual 8-4-4-4-12 form.
+pub fn random_guid() -> String {
+    let h = random_hex(32);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
