@@ -1,0 +1,7 @@
+//! Proof that the emulator behaves like Azure on the wire: the official Azure SDK for Rust
+//! clients, unmodified, run against it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[allow(dead_code)] // each helper serves some of the modules
+mod helpers;
+mod smoke;
