@@ -23,3 +23,6 @@ pub fn usage() -> String {
          The serve, rotate and demo commands are not built yet.\n"
     )
 }
+
+pub mod domain;
+pub mod triggers;

@@ -1,0 +1,3 @@
+//! Trigger payloads, parsed leniently at the edge into domain values.
+
+pub mod event;
