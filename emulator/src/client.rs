@@ -217,6 +217,13 @@ impl ControlClient {
             .unwrap_or_default())
     }
 
+    /// Stops the emulator's clock where it is (`true`) or lets it tick again (`false`).
+    pub async fn freeze_clock(&self, frozen: bool) -> Result<i64, ControlClientError> {
+        Ok(self.post("/clock", &json!({ "freeze": frozen })).await?["now"]
+            .as_i64()
+            .unwrap_or_default())
+    }
+
     pub async fn set_clock(&self, now: i64) -> Result<i64, ControlClientError> {
         Ok(self.post("/clock", &json!({ "set": now })).await?["now"]
             .as_i64()

@@ -256,12 +256,13 @@ async fn clear_faults(State(ctx): State<Ctx>) -> Answer {
     ok(json!({ "cleared": true }))
 }
 
-fn clock_view(now: i64) -> Value {
-    json!({ "now": now, "offset_seconds": now - wall_now() })
+fn clock_view(world: &crate::world::World) -> Value {
+    let now = world.now();
+    json!({ "now": now, "offset_seconds": now - wall_now(), "frozen": world.frozen_at.is_some() })
 }
 
 async fn clock(State(ctx): State<Ctx>) -> Answer {
-    ok(clock_view(ctx.world().now()))
+    ok(clock_view(&ctx.world()))
 }
 
 #[derive(Debug, Deserialize)]
@@ -269,22 +270,27 @@ async fn clock(State(ctx): State<Ctx>) -> Answer {
 struct ClockMove {
     advance_seconds: Option<i64>,
     set: Option<i64>,
+    freeze: Option<bool>,
 }
 
 async fn move_clock(State(ctx): State<Ctx>, body: Bytes) -> Answer {
     let change: ClockMove = parse(&body)?;
     let mut world = ctx.world();
-    match (change.advance_seconds, change.set) {
-        (Some(seconds), None) => world.clock_offset += seconds,
-        (None, Some(now)) => world.clock_offset = now - wall_now(),
-        _ => {
+    match (change.advance_seconds, change.set, change.freeze) {
+        (Some(_), Some(_), _) | (None, None, None) => {
             return Err(ControlError(
                 StatusCode::BAD_REQUEST,
-                "give exactly one of advance_seconds or set".into(),
+                "give one of advance_seconds or set, and/or freeze".into(),
             ));
         }
+        (Some(seconds), None, _) => world.advance(seconds),
+        (None, Some(now), _) => world.set_now(now),
+        (None, None, Some(_)) => {}
     }
-    ok(clock_view(world.now()))
+    if let Some(frozen) = change.freeze {
+        world.freeze(frozen);
+    }
+    ok(clock_view(&world))
 }
 
 #[derive(Debug, Deserialize)]

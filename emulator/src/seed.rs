@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 use crate::keyvault::ensure_vault;
 use crate::keyvault::store::{VersionFields, validate_name};
 use crate::providers::cognitive_services::{Account, AccountSeed};
-use crate::token::wall_now;
 use crate::world::{Identity, World, random_hex};
 
 /// Why a seed was refused.
@@ -59,8 +58,14 @@ pub struct VaultSeed {
     /// Days a deleted secret is kept (default 90).
     #[serde(default)]
     pub retention_days: Option<u32>,
-    #[serde(default)]
-    pub recovery_level: Option<String>,
+    /// `attributes.recoveryLevel` to report; `null` omits it; absent keeps the vault's
+    /// (`Recoverable+Purgeable` for a new vault).
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub recovery_level: Option<Option<String>>,
     /// Object ids allowed to use the vault; absent lets every valid token in.
     #[serde(default)]
     pub allowed_principals: Option<Vec<String>>,
@@ -70,6 +75,15 @@ pub struct VaultSeed {
 
 fn ninety() -> Option<u32> {
     Some(90)
+}
+
+/// Tells a field given as `null` (`Some(None)`) from an absent one (`None`, via `default`).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 /// A secret: its versions oldest first, optionally soft-deleted.
@@ -129,13 +143,14 @@ impl Seed {
     pub fn apply(self, world: &mut World) -> Result<(), SeedError> {
         let mut staged = World {
             clock_offset: world.clock_offset,
+            frozen_at: world.frozen_at,
             vaults: world.vaults.clone(),
             accounts: world.accounts.clone(),
             user_identities: world.user_identities.clone(),
             ..World::default()
         };
         if let Some(now) = self.clock {
-            staged.clock_offset = now - wall_now();
+            staged.set_now(now);
         }
         for identity in self.identities {
             add_identity(&mut staged, identity)?;
@@ -147,6 +162,7 @@ impl Seed {
             add_account(&mut staged, account)?;
         }
         world.clock_offset = staged.clock_offset;
+        world.frozen_at = staged.frozen_at;
         world.vaults = staged.vaults;
         world.accounts = staged.accounts;
         world.user_identities = staged.user_identities;
@@ -276,6 +292,23 @@ mod tests {
         .unwrap();
         assert!(matches!(seed.apply(&mut world), Err(SeedError::Secret { .. })));
         assert!(world.vaults.is_empty());
+    }
+
+    #[test]
+    fn a_null_recovery_level_is_omitted_and_an_absent_one_is_kept() {
+        let mut world = World::default();
+        let seed = |value: serde_json::Value| serde_json::from_value::<Seed>(value).unwrap();
+        seed(json!({"vaults": [{"name": "kv1", "recovery_level": "Purgeable"}]}))
+            .apply(&mut world)
+            .unwrap();
+        seed(json!({"vaults": [{"name": "kv1"}]}))
+            .apply(&mut world)
+            .unwrap();
+        assert_eq!(world.vaults["kv1"].recovery_level.as_deref(), Some("Purgeable"));
+        seed(json!({"vaults": [{"name": "kv1", "recovery_level": null}]}))
+            .apply(&mut world)
+            .unwrap();
+        assert_eq!(world.vaults["kv1"].recovery_level, None);
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! All mutable state of one emulator: the clock, vaults, accounts, identities, faults and the
 //! call log, behind one mutex that no handler holds across an `.await`.
 //!
-//! The clock is wall time plus an offset the control API moves; resource state (secret
-//! `created`/`updated`, key activation) follows it. Token lifetimes do not (see [`crate::token`]).
+//! The clock is wall time plus an offset the control API moves, or frozen at a time the control
+//! API sets; resource state (secret `created`/`updated`, key activation) follows it. Token lifetimes do not (see [`crate::token`]).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -29,6 +29,8 @@ pub struct Identity {
 pub struct World {
     /// Seconds added to wall time to get the emulator's clock.
     pub clock_offset: i64,
+    /// When set, the clock stands still at this time (unix seconds) until unfrozen.
+    pub frozen_at: Option<i64>,
     /// Vaults by lower-case name.
     pub vaults: BTreeMap<String, Vault>,
     /// AI services accounts, in seeding order.
@@ -42,7 +44,28 @@ pub struct World {
 impl World {
     /// The emulator's clock, in unix seconds.
     pub fn now(&self) -> i64 {
-        wall_now() + self.clock_offset
+        self.frozen_at.unwrap_or_else(|| wall_now() + self.clock_offset)
+    }
+
+    /// Sets the clock to `now`, frozen or ticking as it was.
+    pub fn set_now(&mut self, now: i64) {
+        match self.frozen_at {
+            Some(_) => self.frozen_at = Some(now),
+            None => self.clock_offset = now - wall_now(),
+        }
+    }
+
+    /// Moves the clock by `seconds` (negative moves it back).
+    pub fn advance(&mut self, seconds: i64) {
+        let now = self.now();
+        self.set_now(now + seconds);
+    }
+
+    /// Stops the clock at its current time, or lets it tick again from there.
+    pub fn freeze(&mut self, frozen: bool) {
+        let now = self.now();
+        self.frozen_at = frozen.then_some(now);
+        self.clock_offset = now - wall_now();
     }
 
     /// Appends a call to the log.
@@ -171,4 +194,23 @@ pub fn random_guid() -> String {
         &h[16..20],
         &h[20..32]
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frozen_clock_stands_still_and_moves_only_when_told() {
+        let mut world = World::default();
+        world.set_now(1_000);
+        world.freeze(true);
+        assert_eq!(world.now(), 1_000);
+        world.advance(90);
+        assert_eq!(world.now(), 1_090);
+        world.set_now(5);
+        assert_eq!(world.now(), 5);
+        world.freeze(false);
+        assert!((5..=6).contains(&world.now()));
+    }
 }

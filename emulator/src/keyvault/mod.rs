@@ -161,7 +161,7 @@ async fn serve(ctx: Ctx, vault: String, base: String, req: Request<Body>) -> Res
     if let Some(allowed) = allowed
         && !allowed.iter().any(|p| p.eq_ignore_ascii_case(&caller))
     {
-        return exchange.reject(forbidden_by_rbac(&caller, operation, &vault).into_response());
+        return exchange.reject(forbidden_by_rbac(&ctx, &caller, operation, &vault).into_response());
     }
     let op = match routed {
         Ok(op) => op,
@@ -213,12 +213,27 @@ fn authenticate(ctx: &Ctx, headers: &axum::http::HeaderMap) -> Result<String, Az
     }
 }
 
-fn forbidden_by_rbac(caller: &str, operation: &str, vault: &str) -> AzureError {
+/// The Key Vault data action an operation needs (`Microsoft.KeyVault/vaults/secrets/...`).
+fn data_action(operation: &str) -> &'static str {
+    match operation {
+        "GetSecret" => "getSecret/action",
+        "SetSecret" => "setSecret/action",
+        "UpdateSecret" => "update/action",
+        "DeleteSecret" => "delete",
+        "PurgeDeletedSecret" => "purge/action",
+        "RecoverDeletedSecret" => "recover/action",
+        _ => "readMetadata/action",
+    }
+}
+
+fn forbidden_by_rbac(ctx: &Ctx, caller: &str, operation: &str, vault: &str) -> AzureError {
     AzureError::new(
         StatusCode::FORBIDDEN,
         "Forbidden",
         format!(
-            "Caller is not authorized to perform action on resource.\r\nIf role assignments, deny assignments or role definitions were changed recently, please observe propagation time.\r\nCaller: oid={caller};iss=https://sts.windows.net/\r\nAction: 'Microsoft.KeyVault/vaults/secrets/{operation}'\r\nAssignment: (not found)\r\nDecisionReason: 'DeniedWithNoValidRBAC' \r\nVault: {vault};location=emulator\r\n"
+            "Caller is not authorized to perform action on resource.\r\nIf role assignments, deny assignments or role definitions were changed recently, please observe propagation time.\r\nCaller: oid={caller};iss={issuer}\r\nAction: 'Microsoft.KeyVault/vaults/secrets/{action}'\r\nAssignment: (not found)\r\nDenyAssignmentId: null\r\nDecisionReason: 'DeniedWithNoValidRBAC' \r\nVault: {vault};location=emulator\r\n",
+            issuer = ctx.tokens.issuer(),
+            action = data_action(operation),
         ),
     )
     .with_inner("ForbiddenByRbac")

@@ -75,8 +75,9 @@ pub struct Vault {
     pub recoverable_days: Option<u32>,
     /// Days a deleted secret is kept before purge.
     pub retention_days: u32,
-    /// `attributes.recoveryLevel` to report.
-    pub recovery_level: String,
+    /// `attributes.recoveryLevel` to report (omitted when `None`, as on vaults created before
+    /// Key Vault had soft delete).
+    pub recovery_level: Option<String>,
     /// Object ids allowed to use the vault (RBAC); `None` lets every valid token in.
     pub allowed_principals: Option<Vec<String>>,
     /// Secrets by lower-case name.
@@ -89,7 +90,7 @@ impl Vault {
             name: name.to_string(),
             recoverable_days: Some(90),
             retention_days: 90,
-            recovery_level: "Recoverable+Purgeable".to_string(),
+            recovery_level: Some("Recoverable+Purgeable".to_string()),
             allowed_principals: None,
             secrets: BTreeMap::new(),
         }

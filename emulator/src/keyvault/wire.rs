@@ -22,7 +22,9 @@ pub fn attributes(vault: &Vault, version: &SecretVersion) -> Value {
     if let Some(days) = vault.recoverable_days {
         attributes["recoverableDays"] = json!(days);
     }
-    attributes["recoveryLevel"] = json!(vault.recovery_level);
+    if let Some(level) = &vault.recovery_level {
+        attributes["recoveryLevel"] = json!(level);
+    }
     attributes
 }
 

@@ -454,7 +454,9 @@ fn parse_key_name(body: &[u8]) -> Result<usize, AzureError> {
         return Err(error(
             StatusCode::BAD_REQUEST,
             "InvalidRequestContent",
-            "The request content is required: {\"keyName\":\"Key1\"|\"Key2\"}.",
+            // No double quotes: azure_core reads `error.code` and `error.message` as borrowed
+            // `&str`s, so an escaped character in the message loses the code (it reports "400").
+            "The request content is required: an object with 'keyName' set to 'Key1' or 'Key2'.",
         ));
     }
     let input: RegenerateKeyParameters = serde_json::from_slice(body).map_err(|e| invalid(e.to_string()))?;

@@ -172,3 +172,16 @@ pub fn http_error(error: &azure_core::Error) -> (u16, Option<String>) {
         other => panic!("expected an HTTP error, got {other:?}: {error}"),
     }
 }
+
+/// An `accounts[]` seed item in the test subscription with keys `<name>-key1`/`<name>-key2`.
+pub fn account_seed(name: &str, kind: &str) -> Value {
+    serde_json::json!({
+        "subscription_id": SUBSCRIPTION, "resource_group": RESOURCE_GROUP,
+        "name": name, "kind": kind, "key1": format!("{name}-key1"), "key2": format!("{name}-key2")
+    })
+}
+
+/// Seeds one account.
+pub async fn seed_account(app: &TestEmulator, account: Value) {
+    app.seed(serde_json::json!({ "accounts": [account] })).await;
+}

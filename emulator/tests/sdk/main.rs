@@ -2,6 +2,11 @@
 //! clients, unmodified, run against it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod arm;
+mod dataplane;
+mod examples;
 #[allow(dead_code)] // each helper serves some of the modules
 mod helpers;
+mod identity;
+mod keyvault;
 mod smoke;
