@@ -1,28 +1,35 @@
 //! keyflip rotates the API keys of Azure resources with the dual-key pattern, as an Azure
 //! Functions custom handler: it regenerates only the idle key, verifies the new key on the
 //! resource's data plane, and publishes it as a new Key Vault secret version whose
-//! `CredentialId` tag flips the active-key pointer.
+//! `CredentialId` tag flips the active-key pointer. The design is `../shared/DESIGN.md`.
 //!
 //! # Layout
-//! For now the crate holds only the command-line entry point's text; the handler, the rotation
-//! engine, the providers and the Key Vault store arrive with the next issues
-//! (see `../shared/DESIGN.md` for the design).
+//! Data flows trigger → engine → provider / store:
+//! - [`cli`] and `main.rs`: the command line; [`app`]: start-up wiring; [`config`]: every
+//!   setting, validated up front; [`telemetry`]: logs (JSON under the Functions host).
+//! - [`server`]: the axum custom handler; [`triggers`]: the envelopes and the three functions
+//!   (Key Vault events, the timer sweep, manual HTTP), parsed at the edge.
+//! - [`engine`]: the rotation steps and invariants of DESIGN.md §3, and the sweep.
+//! - [`providers`]: the `KeyProvider` trait, its registry and one file per resource type.
+//! - [`store`]: the `SecretStore` trait and Key Vault through the official SDK.
+//! - [`azure`]: the shared HTTP transport, credential selection, the Resource Manager client.
+//! - [`domain`]: names, ARM ids, slots, key values (never printable) and rotation tags.
+//! - [`clock`]: injected time. [`demo`]: `keyflip demo`, offline (feature `demo`).
 
 /// The version of this build.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// The command-line usage text.
-pub fn usage() -> String {
-    format!(
-        "keyflip {VERSION}\n\
-         Rotates the API keys of Azure resources with the dual-key pattern.\n\n\
-         Usage: keyflip <command>\n\n\
-         Commands:\n  \
-           --version   print the version\n  \
-           --help      print this text\n\n\
-         The serve, rotate and demo commands are not built yet.\n"
-    )
-}
-
+pub mod app;
+pub mod azure;
+pub mod cli;
+pub mod clock;
+pub mod config;
+#[cfg(feature = "demo")]
+pub mod demo;
 pub mod domain;
+pub mod engine;
+pub mod providers;
+pub mod server;
+pub mod store;
+pub mod telemetry;
 pub mod triggers;

@@ -2,9 +2,12 @@
 //! the rotation tags of a managed secret. The engine handles only these, never raw strings.
 
 pub mod arm_id;
+pub mod key;
 pub mod names;
 pub mod slot;
+pub mod tags;
 
 pub use arm_id::ArmResourceId;
+pub use key::ApiKey;
 pub use names::{SecretName, SecretVersion, VaultName};
 pub use slot::Slot;

@@ -1,0 +1,101 @@
+//! Start-up wiring, in one place: validated settings → one HTTP transport → a credential →
+//! the Key Vault store and the providers → the engine. `main` and the integration tests use
+//! the same function; they differ only in the credential and the clock they pass.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use azure_core::credentials::TokenCredential;
+use azure_core::http::ClientOptions;
+
+use crate::azure::arm::ArmClient;
+use crate::azure::credential::{CredentialError, build_credential, select_credential};
+use crate::azure::transport::{TransportError, build_http_client, retry_options, transport};
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::engine::Engine;
+use crate::providers::Providers;
+use crate::providers::cognitive_services::CognitiveServices;
+use crate::server::Budgets;
+use crate::store::StoreError;
+use crate::store::keyvault::KeyVaultStore;
+
+/// A start-up failure after configuration was validated.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("building the HTTP transport failed: {0}")]
+    Transport(#[from] TransportError),
+    #[error("building the Azure credential failed: {0}")]
+    Credential(#[from] CredentialError),
+    #[error("building the Key Vault clients failed: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// The shared HTTP client and the SDK client options built on it, with retries bounded so an
+/// Azure call never outlives an invocation's budget.
+#[derive(Debug, Clone)]
+pub struct AzureAccess {
+    pub http: reqwest::Client,
+    pub client_options: ClientOptions,
+}
+
+impl AzureAccess {
+    pub fn new(settings: &Settings) -> Result<Self, StartupError> {
+        let http = build_http_client(&settings.transport_settings())?;
+        let max_total = (settings.event_budget / 2).min(Duration::from_secs(10));
+        let client_options = ClientOptions {
+            transport: Some(transport(&http)),
+            retry: retry_options(3, Duration::from_millis(200), max_total),
+            ..Default::default()
+        };
+        Ok(Self { http, client_options })
+    }
+
+    /// The credential the environment selects (managed identity under the Functions host).
+    pub fn credential(
+        &self,
+        settings: &Settings,
+        vars: &HashMap<String, String>,
+    ) -> Result<Arc<dyn TokenCredential>, StartupError> {
+        let source = select_credential(vars, settings.managed_identity_client_id.as_deref());
+        tracing::info!(credential = source.kind(), "selected the Azure credential");
+        Ok(build_credential(&source, self.client_options.clone())?)
+    }
+}
+
+/// Builds the engine with its production store and providers.
+pub fn engine(
+    settings: &Settings,
+    access: &AzureAccess,
+    credential: Arc<dyn TokenCredential>,
+    clock: Arc<dyn Clock>,
+) -> Result<Engine, StartupError> {
+    let arm = ArmClient::new(
+        settings.arm_endpoint.clone(),
+        credential.clone(),
+        access.client_options.clone(),
+    );
+    let providers = Providers::new(Arc::new(CognitiveServices::new(arm, access.http.clone())));
+    let vaults: Vec<_> = settings
+        .vaults
+        .iter()
+        .map(|v| (v.name.clone(), v.url.clone()))
+        .collect();
+    let store = KeyVaultStore::new(&vaults, credential, access.client_options.clone())?;
+    Ok(Engine::new(
+        Arc::new(store),
+        providers,
+        clock,
+        settings.engine_settings(),
+    ))
+}
+
+/// The invocation budgets of the settings.
+pub fn budgets(settings: &Settings) -> Budgets {
+    Budgets {
+        event: settings.event_budget,
+        sweep: settings.sweep_budget,
+        manual: settings.manual_budget,
+    }
+}

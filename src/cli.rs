@@ -1,0 +1,46 @@
+//! The command line: `serve` (what the Functions host runs), `rotate` (the engine from a
+//! terminal), `demo` (everything offline against the local stand-in of Azure).
+
+use clap::{Parser, Subcommand};
+
+/// Rotates the API keys of Azure resources with the dual-key pattern.
+#[derive(Debug, Parser)]
+#[command(name = "keyflip", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the Azure Functions custom handler on 127.0.0.1.
+    Serve {
+        /// Port to listen on (default: FUNCTIONS_CUSTOMHANDLER_PORT, set by the Functions host).
+        #[arg(long)]
+        port: Option<u16>,
+    },
+    /// Rotate one secret now, with the same engine the handler uses.
+    Rotate {
+        /// Vault name (one of KEYFLIP_VAULTS).
+        #[arg(long)]
+        vault: String,
+        /// Secret name.
+        #[arg(long)]
+        secret: String,
+        /// Plan only: change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Rotate even inside the dwell.
+        #[arg(long)]
+        force: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the whole product offline against the local stand-in of Azure.
+    Demo {
+        /// Print one JSON object with each step's result.
+        #[arg(long)]
+        json: bool,
+    },
+}

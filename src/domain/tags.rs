@@ -1,0 +1,296 @@
+//! The rotation tags of a managed secret (DESIGN.md §2), the same names as Microsoft's rotation
+//! samples: `CredentialId`, `ProviderAddress`, `ValidityPeriodDays`, optional `VerifyKey`, and
+//! those keyflip writes (`RotatedBy`, `RotationTrigger`, `PreviousVersion`, `PendingSlot`,
+//! `PendingSince`). Tag names are read case-insensitively and written in this spelling; every
+//! other tag is carried forward. Key Vault allows 15 tags per secret.
+
+use std::collections::BTreeMap;
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::arm_id::{ArmIdError, ArmResourceId};
+
+pub const CREDENTIAL_ID: &str = "CredentialId";
+pub const PROVIDER_ADDRESS: &str = "ProviderAddress";
+pub const VALIDITY_PERIOD_DAYS: &str = "ValidityPeriodDays";
+pub const VERIFY_KEY: &str = "VerifyKey";
+pub const ROTATED_BY: &str = "RotatedBy";
+pub const ROTATION_TRIGGER: &str = "RotationTrigger";
+pub const PREVIOUS_VERSION: &str = "PreviousVersion";
+pub const PENDING_SLOT: &str = "PendingSlot";
+pub const PENDING_SINCE: &str = "PendingSince";
+/// Key Vault's limit on tags per secret.
+pub const MAX_TAGS: usize = 15;
+/// Event Grid's fixed `SecretNearExpiry` lead, in days.
+pub const EVENT_GRID_LEAD_DAYS: u32 = 30;
+
+/// Tags as Key Vault stores them.
+pub type Tags = BTreeMap<String, String>;
+
+/// Why a secret's tags cannot drive a rotation. Each message names the tag and the fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TagError {
+    #[error("tag {0} is missing: add it to the latest version (see the tag contract in README.md)")]
+    Missing(&'static str),
+    #[error("tag ProviderAddress is invalid: {0}")]
+    ProviderAddress(#[from] ArmIdError),
+    #[error("tag ValidityPeriodDays is '{0}': set it to a whole number of days, e.g. 60")]
+    ValidityNotANumber(String),
+    #[error(
+        "tag ValidityPeriodDays is {days} but must be more than {minimum} (the lead and Event Grid's fixed 30-day warning): a shorter validity re-triggers rotation at once"
+    )]
+    ValidityTooShort { days: u32, minimum: u32 },
+    #[error("tag VerifyKey is '{0}': use true or false")]
+    VerifyKey(String),
+    #[error(
+        "tag PendingSince is '{0}': keyflip writes it as RFC 3339; remove PendingSlot and PendingSince to start afresh"
+    )]
+    PendingSince(String),
+    #[error("tag PendingSlot is set without PendingSince: remove PendingSlot to start afresh")]
+    PendingWithoutSince,
+    #[error(
+        "the secret would carry {0} tags, over Key Vault's limit of 15: remove tags keyflip does not need"
+    )]
+    TooMany(usize),
+}
+
+/// A rotation started on a slot that has not been published yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    /// The `PendingSlot` tag as written (a provider slot name).
+    pub slot: String,
+    pub since: OffsetDateTime,
+}
+
+/// The parsed rotation tags of a managed secret's latest version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotationTags {
+    /// The `CredentialId` tag as written (a provider slot name, read case-insensitively).
+    pub credential_id: String,
+    pub provider_address: ArmResourceId,
+    pub validity_days: u32,
+    pub verify_key: bool,
+    pub pending: Option<Pending>,
+}
+
+/// A tag by name, ignoring case.
+pub fn tag<'a>(tags: &'a Tags, name: &str) -> Option<&'a str> {
+    tags.iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim())
+        .filter(|v| !v.is_empty())
+}
+
+/// Whether a secret carries any of the three required tags: a secret with none is not managed
+/// by keyflip; one with some but not all is misconfigured.
+pub fn is_managed(tags: &Tags) -> bool {
+    [CREDENTIAL_ID, PROVIDER_ADDRESS, VALIDITY_PERIOD_DAYS]
+        .iter()
+        .any(|name| tag(tags, name).is_some())
+}
+
+impl RotationTags {
+    /// Parses and validates the tags; `lead_days` is the sweep's lead (KEYFLIP_LEAD_DAYS).
+    pub fn parse(tags: &Tags, lead_days: u32) -> Result<Self, TagError> {
+        let credential_id = tag(tags, CREDENTIAL_ID).ok_or(TagError::Missing(CREDENTIAL_ID))?;
+        let address = tag(tags, PROVIDER_ADDRESS).ok_or(TagError::Missing(PROVIDER_ADDRESS))?;
+        let provider_address = ArmResourceId::parse(address)?;
+        let validity = tag(tags, VALIDITY_PERIOD_DAYS).ok_or(TagError::Missing(VALIDITY_PERIOD_DAYS))?;
+        let validity_days: u32 = validity
+            .parse()
+            .map_err(|_| TagError::ValidityNotANumber(validity.to_string()))?;
+        let minimum = lead_days.max(EVENT_GRID_LEAD_DAYS);
+        if validity_days <= minimum {
+            return Err(TagError::ValidityTooShort {
+                days: validity_days,
+                minimum,
+            });
+        }
+        let verify_key = match tag(tags, VERIFY_KEY) {
+            None => true,
+            Some(v) if v.eq_ignore_ascii_case("true") => true,
+            Some(v) if v.eq_ignore_ascii_case("false") => false,
+            Some(other) => return Err(TagError::VerifyKey(other.to_string())),
+        };
+        let pending = match (tag(tags, PENDING_SLOT), tag(tags, PENDING_SINCE)) {
+            (None, _) => None,
+            (Some(_), None) => return Err(TagError::PendingWithoutSince),
+            (Some(slot), Some(since)) => Some(Pending {
+                slot: slot.to_string(),
+                since: OffsetDateTime::parse(since, &Rfc3339)
+                    .map_err(|_| TagError::PendingSince(since.to_string()))?,
+            }),
+        };
+        Ok(Self {
+            credential_id: credential_id.to_string(),
+            provider_address,
+            validity_days,
+            verify_key,
+            pending,
+        })
+    }
+}
+
+/// Sets `name` to `value`, replacing any differently-cased spelling.
+fn put(tags: &mut Tags, name: &str, value: String) {
+    tags.retain(|k, _| !k.eq_ignore_ascii_case(name));
+    tags.insert(name.to_string(), value);
+}
+
+fn remove(tags: &mut Tags, name: &str) {
+    tags.retain(|k, _| !k.eq_ignore_ascii_case(name));
+}
+
+fn checked(tags: Tags) -> Result<Tags, TagError> {
+    if tags.len() > MAX_TAGS {
+        return Err(TagError::TooMany(tags.len()));
+    }
+    Ok(tags)
+}
+
+fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&Rfc3339)
+        .unwrap_or_else(|_| at.unix_timestamp().to_string())
+}
+
+/// The tags of a new version: the previous ones carried forward, the pointer flipped to
+/// `credential_id`, keyflip's own tags set, the pending mark gone.
+pub fn for_new_version(
+    previous: &Tags,
+    credential_id: &str,
+    trigger: &str,
+    previous_version: &str,
+) -> Result<Tags, TagError> {
+    let mut tags = previous.clone();
+    put(&mut tags, CREDENTIAL_ID, credential_id.to_string());
+    put(&mut tags, ROTATED_BY, format!("keyflip/{}", crate::VERSION));
+    put(&mut tags, ROTATION_TRIGGER, trigger.to_string());
+    put(&mut tags, PREVIOUS_VERSION, previous_version.to_string());
+    remove(&mut tags, PENDING_SLOT);
+    remove(&mut tags, PENDING_SINCE);
+    checked(tags)
+}
+
+/// The tags of the latest version with the pending mark set.
+pub fn with_pending(current: &Tags, slot: &str, since: OffsetDateTime) -> Result<Tags, TagError> {
+    let mut tags = current.clone();
+    put(&mut tags, PENDING_SLOT, slot.to_string());
+    put(&mut tags, PENDING_SINCE, rfc3339(since));
+    checked(tags)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ADDRESS: &str =
+        "/subscriptions/s/resourceGroups/rg/providers/Microsoft.CognitiveServices/accounts/a";
+
+    fn tags(pairs: &[(&str, &str)]) -> Tags {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn valid() -> Tags {
+        tags(&[
+            ("CredentialId", "key1"),
+            ("ProviderAddress", ADDRESS),
+            ("ValidityPeriodDays", "60"),
+        ])
+    }
+
+    #[test]
+    fn the_sample_tags_parse() {
+        let parsed = RotationTags::parse(&valid(), 30).unwrap();
+        assert_eq!(
+            (parsed.credential_id.as_str(), parsed.validity_days),
+            ("key1", 60)
+        );
+        assert!(parsed.verify_key);
+        assert_eq!(parsed.pending, None);
+    }
+
+    #[test]
+    fn tag_names_are_read_case_insensitively() {
+        let lower = tags(&[
+            ("credentialid", "Key2"),
+            ("provideraddress", ADDRESS),
+            ("validityperioddays", "90"),
+            ("verifykey", "FALSE"),
+        ]);
+        let parsed = RotationTags::parse(&lower, 30).unwrap();
+        assert_eq!(parsed.credential_id, "Key2");
+        assert!(!parsed.verify_key);
+    }
+
+    #[test]
+    fn each_misconfiguration_names_its_tag() {
+        let without = |name: &str| {
+            let mut t = valid();
+            t.remove(name);
+            RotationTags::parse(&t, 30).unwrap_err()
+        };
+        assert_eq!(without("CredentialId"), TagError::Missing(CREDENTIAL_ID));
+        assert_eq!(without("ProviderAddress"), TagError::Missing(PROVIDER_ADDRESS));
+        let with = |name: &str, value: &str| {
+            let mut t = valid();
+            t.insert(name.to_string(), value.to_string());
+            RotationTags::parse(&t, 30).unwrap_err().to_string()
+        };
+        assert!(with("ProviderAddress", "acct").contains("ProviderAddress"));
+        assert!(with("ValidityPeriodDays", "sixty").contains("ValidityPeriodDays"));
+        assert!(with("ValidityPeriodDays", "30").contains("more than 30"));
+        assert!(with("VerifyKey", "maybe").contains("VerifyKey"));
+        assert!(with("PendingSlot", "key2").contains("PendingSince"));
+        assert_eq!(
+            RotationTags::parse(&valid(), 60).unwrap_err(),
+            TagError::ValidityTooShort {
+                days: 60,
+                minimum: 60
+            }
+        );
+    }
+
+    #[test]
+    fn a_new_version_carries_other_tags_and_drops_the_pending_mark() {
+        let mut previous = valid();
+        previous.insert("owner".into(), "team-ai".into());
+        previous.insert("pendingslot".into(), "key2".into());
+        previous.insert("PendingSince".into(), "2026-01-01T00:00:00Z".into());
+        let next = for_new_version(&previous, "key2", "event", "v-old").unwrap();
+        assert_eq!(next["CredentialId"], "key2");
+        assert_eq!(next["owner"], "team-ai");
+        assert_eq!(next["PreviousVersion"], "v-old");
+        assert_eq!(next["RotationTrigger"], "event");
+        assert!(next["RotatedBy"].starts_with("keyflip/"));
+        assert!(tag(&next, PENDING_SLOT).is_none() && tag(&next, PENDING_SINCE).is_none());
+    }
+
+    #[test]
+    fn the_pending_mark_round_trips_and_the_tag_limit_holds() {
+        let since = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let marked = with_pending(&valid(), "key2", since).unwrap();
+        let parsed = RotationTags::parse(&marked, 30).unwrap();
+        assert_eq!(
+            parsed.pending,
+            Some(Pending {
+                slot: "key2".into(),
+                since
+            })
+        );
+        let mut crowded = valid();
+        for i in 0..12 {
+            crowded.insert(format!("t{i}"), "v".into());
+        }
+        assert_eq!(with_pending(&crowded, "key2", since), Err(TagError::TooMany(17)));
+    }
+
+    #[test]
+    fn untagged_secrets_are_not_managed() {
+        assert!(!is_managed(&tags(&[("owner", "x")])));
+        assert!(is_managed(&tags(&[("CredentialId", "key1")])));
+    }
+}

@@ -1,0 +1,111 @@
+//! The rotation engine: DESIGN.md §3's steps for one secret, whatever the trigger — load,
+//! validate, guard (stale, disabled, dwell, the pointer cross-checked against the resource),
+//! lock, regenerate the idle slot (or resume a pending one), verify on the data plane, publish
+//! the new version that flips the pointer, report — and the sweep over every configured vault.
+//!
+//! It depends only on traits ([`SecretStore`], [`KeyProvider`] through [`Providers`], [`Clock`]),
+//! wired once at start-up.
+
+pub mod decide;
+pub mod locks;
+pub mod result;
+mod rotate;
+mod sweep;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::Clock;
+use crate::domain::{SecretName, SecretVersion, VaultName};
+use crate::providers::Providers;
+use crate::store::SecretStore;
+pub use result::{
+    Class, FailReason, Outcome, RotationResult, SkipReason, SweepReport, SweepSummary, TriggerKind,
+};
+
+/// The engine's settings (from DESIGN.md §8's configuration).
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Vaults keyflip serves (KEYFLIP_VAULTS).
+    pub vaults: Vec<VaultName>,
+    /// ARM scopes whose resources may be rotated (KEYFLIP_ALLOWED_SCOPES).
+    pub allowed_scopes: Vec<String>,
+    /// How long before `exp` the sweep rotates (KEYFLIP_LEAD_DAYS).
+    pub lead_days: u32,
+    /// Minimum age of the latest version before the next rotation (KEYFLIP_DWELL_HOURS).
+    pub dwell: Duration,
+    /// How long a regenerated slot may stay pending before it is regenerated afresh.
+    pub pending_timeout: Duration,
+    /// Parallel rotations during a sweep.
+    pub concurrency: usize,
+    /// First pause between two checks of a new key; doubles up to `verify_max_backoff`.
+    pub verify_initial_backoff: Duration,
+    pub verify_max_backoff: Duration,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self {
+            vaults: Vec::new(),
+            allowed_scopes: Vec::new(),
+            lead_days: 30,
+            dwell: Duration::from_secs(24 * 3600),
+            pending_timeout: Duration::from_secs(6 * 3600),
+            concurrency: 8,
+            verify_initial_backoff: Duration::from_secs(2),
+            verify_max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What a trigger asks for one secret.
+#[derive(Debug, Clone)]
+pub struct RotationRequest {
+    pub vault: VaultName,
+    pub secret: SecretName,
+    pub trigger: TriggerKind,
+    /// For events: the version the event was raised for (a different latest version = stale).
+    pub event_version: Option<SecretVersion>,
+    /// Plan only: change nothing.
+    pub dry_run: bool,
+    /// Bypass the dwell.
+    pub force: bool,
+    /// Time this invocation may spend.
+    pub budget: Duration,
+}
+
+/// The rotation engine.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    store: Arc<dyn SecretStore>,
+    providers: Providers,
+    clock: Arc<dyn Clock>,
+    settings: Arc<EngineSettings>,
+    locks: locks::SecretLocks,
+}
+
+impl Engine {
+    pub fn new(
+        store: Arc<dyn SecretStore>,
+        providers: Providers,
+        clock: Arc<dyn Clock>,
+        settings: EngineSettings,
+    ) -> Self {
+        Self {
+            store,
+            providers,
+            clock,
+            settings: Arc::new(settings),
+            locks: locks::SecretLocks::default(),
+        }
+    }
+
+    pub fn settings(&self) -> &EngineSettings {
+        &self.settings
+    }
+
+    /// Whether keyflip serves this vault (KEYFLIP_VAULTS); checked before any network call.
+    pub fn serves(&self, vault: &VaultName) -> bool {
+        self.settings.vaults.contains(vault)
+    }
+}

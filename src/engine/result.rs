@@ -1,0 +1,221 @@
+//! What one rotation (or a sweep) reports: DESIGN.md §4's result shape, and how each outcome
+//! classifies for the trigger that asked (success, transient, permanent).
+
+use serde::Serialize;
+
+/// What started a rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TriggerKind {
+    Event,
+    Timer,
+    Manual,
+}
+
+impl TriggerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TriggerKind::Event => "event",
+            TriggerKind::Timer => "timer",
+            TriggerKind::Manual => "manual",
+        }
+    }
+}
+
+/// Why nothing was done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// The event named a version that is no longer the latest.
+    Stale,
+    /// The secret is disabled.
+    Disabled,
+    /// The latest version is younger than the dwell.
+    Dwell,
+    /// The sweep found the secret not due.
+    NotDue,
+    /// The secret carries no rotation tags.
+    NotManaged,
+    /// The event type does not ask for a rotation.
+    Ignored,
+}
+
+/// Why a rotation failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailReason {
+    /// Bad or missing tags, a tag overflow, an unsupported resource type.
+    Misconfigured,
+    /// The vault or the resource's scope is not allowed.
+    NotAllowed,
+    /// The secret does not exist.
+    NotFound,
+    /// The `CredentialId` tag names a slot whose key is not the published one.
+    PointerMismatch,
+    /// Key authentication is disabled on the resource.
+    KeysDisabled,
+    /// The resource kind has no trustworthy key check and the secret does not opt out.
+    NoTrustworthyCheck,
+    /// The new key never passed its check within the pending timeout.
+    VerificationTimeout,
+    /// Another rotation of the secret is in flight.
+    Locked,
+    /// Azure failed in a way retrying may fix.
+    Transient,
+    /// Azure refused in a way retrying will not fix.
+    Azure,
+    /// The event could not be understood.
+    BadEvent,
+}
+
+/// The outcome of one rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Rotated,
+    Pending,
+    Planned,
+    Skipped(SkipReason),
+    Failed(FailReason),
+}
+
+/// How the trigger must answer an outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    Success,
+    /// Retrying can help: the Functions host must see a failure (500).
+    Transient,
+    /// Retrying cannot help: acknowledge (2xx) and report.
+    Permanent,
+}
+
+impl Outcome {
+    /// `rotated`, `pending`, `planned`, `skipped:<reason>`, `failed:<reason>`.
+    pub fn label(self) -> String {
+        match self {
+            Outcome::Rotated => "rotated".into(),
+            Outcome::Pending => "pending".into(),
+            Outcome::Planned => "planned".into(),
+            Outcome::Skipped(reason) => format!("skipped:{}", skip_label(reason)),
+            Outcome::Failed(reason) => format!("failed:{}", fail_label(reason)),
+        }
+    }
+
+    pub fn class(self) -> Class {
+        match self {
+            Outcome::Rotated | Outcome::Planned | Outcome::Skipped(_) => Class::Success,
+            Outcome::Pending | Outcome::Failed(FailReason::Transient | FailReason::Locked) => {
+                Class::Transient
+            }
+            Outcome::Failed(_) => Class::Permanent,
+        }
+    }
+}
+
+fn skip_label(reason: SkipReason) -> &'static str {
+    match reason {
+        SkipReason::Stale => "stale",
+        SkipReason::Disabled => "disabled",
+        SkipReason::Dwell => "dwell",
+        SkipReason::NotDue => "not-due",
+        SkipReason::NotManaged => "not-managed",
+        SkipReason::Ignored => "ignored",
+    }
+}
+
+fn fail_label(reason: FailReason) -> &'static str {
+    match reason {
+        FailReason::Misconfigured => "misconfigured",
+        FailReason::NotAllowed => "not-allowed",
+        FailReason::NotFound => "not-found",
+        FailReason::PointerMismatch => "pointer-mismatch",
+        FailReason::KeysDisabled => "keys-disabled",
+        FailReason::NoTrustworthyCheck => "no-trustworthy-check",
+        FailReason::VerificationTimeout => "verification-timeout",
+        FailReason::Locked => "locked",
+        FailReason::Transient => "transient",
+        FailReason::Azure => "azure",
+        FailReason::BadEvent => "bad-event",
+    }
+}
+
+impl Serialize for Outcome {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.label())
+    }
+}
+
+/// One rotation's result (DESIGN.md §4). Holds no key value.
+#[derive(Debug, Clone, Serialize)]
+pub struct RotationResult {
+    pub secret: String,
+    pub vault: String,
+    pub provider: Option<String>,
+    pub trigger: TriggerKind,
+    pub outcome: Outcome,
+    /// The slot that was active (its tag spelling).
+    pub from: Option<String>,
+    /// The slot that is active now, or would be (dry run, pending).
+    pub to: Option<String>,
+    /// The version published, or the latest version when nothing was published.
+    pub version: Option<String>,
+    /// `exp` of the version published (RFC 3339).
+    pub expires: Option<String>,
+    pub verified: bool,
+    pub duration_ms: u64,
+    /// A sentence for operators: what happened and, on failure, what to do.
+    pub message: String,
+}
+
+/// A sweep's counts.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct SweepSummary {
+    pub scanned: usize,
+    pub due: usize,
+    pub rotated: usize,
+    pub pending: usize,
+    pub skipped: usize,
+    pub failed: usize,
+    pub elapsed_ms: u64,
+}
+
+/// A sweep's answer.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SweepReport {
+    pub summary: SweepSummary,
+    pub results: Vec<RotationResult>,
+    /// Vaults that could not be listed, with why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+}
+
+impl SweepReport {
+    /// Transient if any rotation was transient or a vault could not be listed.
+    pub fn class(&self) -> Class {
+        let transient =
+            !self.errors.is_empty() || self.results.iter().any(|r| r.outcome.class() == Class::Transient);
+        if transient {
+            Class::Transient
+        } else {
+            Class::Success
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_and_classes_follow_the_design() {
+        assert_eq!(Outcome::Skipped(SkipReason::Dwell).label(), "skipped:dwell");
+        assert_eq!(
+            Outcome::Failed(FailReason::PointerMismatch).label(),
+            "failed:pointer-mismatch"
+        );
+        assert_eq!(Outcome::Pending.class(), Class::Transient);
+        assert_eq!(Outcome::Failed(FailReason::Transient).class(), Class::Transient);
+        assert_eq!(
+            Outcome::Failed(FailReason::KeysDisabled).class(),
+            Class::Permanent
+        );
+        assert_eq!(Outcome::Skipped(SkipReason::Stale).class(), Class::Success);
+    }
+}

@@ -1,0 +1,592 @@
+//! One rotation: DESIGN.md §3 steps 1–3 and 5–8 for one secret, whatever the trigger.
+//!
+//! Invariants kept here: the key of the latest version is never regenerated, checked against
+//! the resource and not only the tag (I1); the idle slot is not regenerated before the dwell
+//! unless forced (I2); one rotation per secret at a time in this process (I3, per-process for
+//! now); only a key that passed its data-plane check is published (I4); a failure at any step
+//! leaves the latest version holding a valid key and a rerun resumes a pending slot without
+//! regenerating it again (I5); stale and duplicate events do nothing (I6); no key value is
+//! logged or reported (I7).
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tracing::{Instrument, Span, field};
+
+use super::decide::{self, PendingState};
+use super::{Engine, FailReason, Outcome, RotationRequest, RotationResult, SkipReason};
+use crate::domain::tags::{self, RotationTags, Tags};
+use crate::domain::{ApiKey, ArmResourceId, Slot};
+use crate::providers::{KeyPair, KeyProvider, ProviderError, ResourceInfo, Verification};
+use crate::store::{LoadedSecret, NewVersion, StoreError};
+
+/// How a rotation ended: the outcome and a sentence for operators.
+#[derive(Debug)]
+struct Finish {
+    outcome: Outcome,
+    message: String,
+}
+
+fn finish(outcome: Outcome, message: impl Into<String>) -> Finish {
+    Finish {
+        outcome,
+        message: message.into(),
+    }
+}
+
+fn failed(reason: FailReason, message: impl Into<String>) -> Finish {
+    finish(Outcome::Failed(reason), message)
+}
+
+/// What the rotation learned, for the result.
+#[derive(Debug, Default)]
+struct Facts {
+    provider: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    version: Option<String>,
+    expires: Option<String>,
+    verified: bool,
+}
+
+fn store_failure(error: StoreError, doing: &str) -> Finish {
+    match error {
+        StoreError::NotFound(m) => failed(FailReason::NotFound, format!("{doing}: {m}")),
+        StoreError::Disabled(m) => finish(Outcome::Skipped(SkipReason::Disabled), format!("{doing}: {m}")),
+        StoreError::Transient(m) => failed(
+            FailReason::Transient,
+            format!("{doing}: {m}; a retry will resume"),
+        ),
+        StoreError::Permanent(m) => failed(FailReason::Azure, format!("{doing}: {m}")),
+    }
+}
+
+fn provider_failure(error: ProviderError, doing: &str) -> Finish {
+    match error {
+        ProviderError::NotFound(m) => failed(
+            FailReason::Misconfigured,
+            format!("{doing}: {m}; check the secret's ProviderAddress tag"),
+        ),
+        ProviderError::Transient(m) => failed(
+            FailReason::Transient,
+            format!("{doing}: {m}; a retry will resume"),
+        ),
+        ProviderError::Permanent(m) => failed(FailReason::Azure, format!("{doing}: {m}")),
+    }
+}
+
+fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&Rfc3339)
+        .unwrap_or_else(|_| at.unix_timestamp().to_string())
+}
+
+impl Engine {
+    /// Rotates one secret as the request asks. Never panics on Azure's answers; always reports.
+    pub async fn rotate(&self, request: RotationRequest) -> RotationResult {
+        let started = Instant::now();
+        let span = tracing::info_span!(
+            "rotation",
+            vault = %request.vault,
+            secret = %request.secret,
+            trigger = request.trigger.as_str(),
+            provider = field::Empty,
+            from = field::Empty,
+            to = field::Empty,
+            version = field::Empty,
+        );
+        let mut facts = Facts::default();
+        let ended = self
+            .run(&request, &mut facts, started)
+            .instrument(span.clone())
+            .await;
+        let Finish { outcome, message } = match ended {
+            Ok(done) | Err(done) => done,
+        };
+        span.in_scope(|| match outcome.class() {
+            super::Class::Success => tracing::info!(outcome = %outcome.label(), "{message}"),
+            super::Class::Transient => tracing::warn!(outcome = %outcome.label(), "{message}"),
+            super::Class::Permanent => tracing::error!(outcome = %outcome.label(), "{message}"),
+        });
+        RotationResult {
+            secret: request.secret.to_string(),
+            vault: request.vault.to_string(),
+            provider: facts.provider,
+            trigger: request.trigger,
+            outcome,
+            from: facts.from,
+            to: facts.to,
+            version: facts.version,
+            expires: facts.expires,
+            verified: facts.verified,
+            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            message,
+        }
+    }
+
+    /// Runs `work` within what is left of the invocation's budget.
+    async fn within<T>(
+        &self,
+        deadline: Instant,
+        doing: &str,
+        work: impl Future<Output = T>,
+    ) -> Result<T, Finish> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        tokio::time::timeout(left, work).await.map_err(|_| {
+            failed(
+                FailReason::Transient,
+                format!("{doing}: the invocation's time budget ran out; a retry will resume"),
+            )
+        })
+    }
+
+    async fn run(
+        &self,
+        request: &RotationRequest,
+        facts: &mut Facts,
+        started: Instant,
+    ) -> Result<Finish, Finish> {
+        let deadline = started + request.budget;
+        if !self.serves(&request.vault) {
+            return Err(failed(
+                FailReason::NotAllowed,
+                format!(
+                    "vault {} is not served: add it to KEYFLIP_VAULTS to let keyflip rotate its secrets",
+                    request.vault
+                ),
+            ));
+        }
+        let _lock = match request.dry_run {
+            true => None,
+            false => Some(
+                self.locks
+                    .try_lock(&request.vault, &request.secret)
+                    .ok_or_else(|| {
+                        failed(
+                            FailReason::Locked,
+                            "another rotation of this secret is in flight; retry later",
+                        )
+                    })?,
+            ),
+        };
+
+        // 1. Load.
+        let secret = self
+            .within(
+                deadline,
+                "reading the secret",
+                self.store.latest(&request.vault, &request.secret),
+            )
+            .await?
+            .map_err(|e| store_failure(e, "reading the secret"))?;
+        facts.version = Some(secret.version.to_string());
+        Span::current().record("version", secret.version.as_str());
+
+        // 3a. Guards that need no Azure call.
+        if let Some(event_version) = &request.event_version
+            && event_version != &secret.version
+        {
+            return Ok(finish(
+                Outcome::Skipped(SkipReason::Stale),
+                format!(
+                    "the event is for version {event_version}, but the latest version is {}: nothing to do",
+                    secret.version
+                ),
+            ));
+        }
+        if !secret.enabled {
+            return Ok(finish(
+                Outcome::Skipped(SkipReason::Disabled),
+                "the secret is disabled: nothing to do",
+            ));
+        }
+
+        // 2. Validate.
+        let plan = self.validate(&secret, facts)?;
+
+        // 3b. The resource: key authentication on, a trustworthy check, the pointer true.
+        let resource = &plan.tags.provider_address;
+        let provider = plan.provider.as_ref();
+        let info = self
+            .within(deadline, "reading the resource", provider.describe(resource))
+            .await?
+            .map_err(|e| provider_failure(e, "reading the resource"))?;
+        if info.keys_disabled {
+            return Err(failed(
+                FailReason::KeysDisabled,
+                format!(
+                    "key authentication is disabled on {resource} (disableLocalAuth is true): its keys cannot be used, so keyflip will not rotate them; remove the rotation tags, or enable local auth on the resource"
+                ),
+            ));
+        }
+        if plan.tags.verify_key && info.check.is_none() {
+            return Err(failed(
+                FailReason::NoTrustworthyCheck,
+                format!(
+                    "keyflip has no trustworthy data-plane check for this resource{}: it will not publish an unverified key; set the tag VerifyKey=false on the secret to rotate it without a check",
+                    info.kind
+                        .as_deref()
+                        .map(|k| format!(" (kind {k})"))
+                        .unwrap_or_default()
+                ),
+            ));
+        }
+        let keys = self
+            .within(
+                deadline,
+                "listing the resource's keys",
+                provider.list_keys(resource),
+            )
+            .await?
+            .map_err(|e| provider_failure(e, "listing the resource's keys"))?;
+        let published_key_dead = self.cross_check(&plan, &secret, &keys)?;
+
+        // 3c. Pending mark, dwell.
+        let now = self.clock.now();
+        let pending = decide::pending_state(
+            plan.tags.pending.as_ref(),
+            plan.tags
+                .pending
+                .as_ref()
+                .and_then(|p| provider.slot_from_tag(&p.slot))
+                == Some(plan.idle),
+            now,
+            self.settings.pending_timeout,
+        );
+        if let PendingState::Expired { since } = pending {
+            return self
+                .expire_pending(request, &secret, &plan, since, deadline)
+                .await;
+        }
+        let resuming = matches!(pending, PendingState::Resume { .. });
+        if !resuming
+            && !published_key_dead
+            && !request.force
+            && !decide::outlived_dwell(secret.created, now, self.settings.dwell)
+        {
+            return Ok(finish(
+                Outcome::Skipped(SkipReason::Dwell),
+                format!(
+                    "the latest version is younger than the dwell ({} h): {} was the active key until then; use force to rotate anyway",
+                    self.settings.dwell.as_secs() / 3600,
+                    plan.idle_tag
+                ),
+            ));
+        }
+        if request.dry_run {
+            let action = if resuming {
+                "resume the pending"
+            } else {
+                "regenerate"
+            };
+            return Ok(finish(
+                Outcome::Planned,
+                format!(
+                    "would {action} {}, verify it and publish it as the active key",
+                    plan.idle_tag
+                ),
+            ));
+        }
+
+        // 5. Regenerate the idle slot, or resume the pending one.
+        let new_key = if resuming {
+            tracing::info!(slot = %plan.idle_tag, "resuming a pending rotation without regenerating");
+            keys.get(plan.idle).clone()
+        } else {
+            self.regenerate(request, &secret, &plan, &keys, now, deadline)
+                .await?
+        };
+
+        // 6. Verify.
+        let since = match pending {
+            PendingState::Resume { since } => since,
+            _ => now,
+        };
+        facts.verified = match plan.tags.verify_key {
+            false => false,
+            true => {
+                if !self.verify(provider, &info, &new_key, deadline).await {
+                    return Err(finish(
+                        Outcome::Pending,
+                        format!(
+                            "the new {} key does not pass its check yet (pending since {}); the published key is unchanged and stays valid; a later invocation resumes without regenerating",
+                            plan.idle_tag,
+                            rfc3339(since)
+                        ),
+                    ));
+                }
+                true
+            }
+        };
+
+        // 7. Publish: the one write that flips the pointer.
+        let new_tags = tags::for_new_version(
+            &secret.tags,
+            plan.idle_tag,
+            request.trigger.as_str(),
+            secret.version.as_str(),
+        )
+        .map_err(|e| failed(FailReason::Misconfigured, e.to_string()))?;
+        let now = self.clock.now();
+        let expires = now + time::Duration::days(i64::from(plan.tags.validity_days));
+        let version = NewVersion {
+            value: new_key,
+            tags: new_tags,
+            content_type: secret.content_type.clone(),
+            not_before: now,
+            expires,
+        };
+        let published = self
+            .within(deadline, "publishing the new version", self.store.publish(&request.vault, &secret.name, version))
+            .await?
+            .map_err(|e| {
+                store_failure(
+                    e,
+                    &format!(
+                        "publishing the new {} key (the published key is unchanged and stays valid; a rerun resumes the pending slot)",
+                        plan.idle_tag
+                    ),
+                )
+            })?;
+        facts.version = Some(published.to_string());
+        facts.expires = Some(rfc3339(expires));
+        Span::current().record("version", published.as_str());
+        let verified = if facts.verified {
+            "verified"
+        } else {
+            "not verified (VerifyKey=false)"
+        };
+        Ok(finish(
+            Outcome::Rotated,
+            format!(
+                "published version {published}: {} is now the active key ({verified}); {} stays valid until the next rotation",
+                plan.idle_tag, plan.active_tag
+            ),
+        ))
+    }
+
+    /// Step 2: tags, provider, scope allow-list, slots.
+    fn validate(&self, secret: &LoadedSecret, facts: &mut Facts) -> Result<Plan, Finish> {
+        if !tags::is_managed(&secret.tags) {
+            return Err(failed(
+                FailReason::Misconfigured,
+                "the secret is not managed by keyflip: add the tags CredentialId, ProviderAddress and ValidityPeriodDays to its latest version",
+            ));
+        }
+        let parsed = RotationTags::parse(&secret.tags, self.settings.lead_days)
+            .map_err(|e| failed(FailReason::Misconfigured, e.to_string()))?;
+        let provider = self
+            .providers
+            .for_resource(&parsed.provider_address)
+            .map_err(|e| failed(FailReason::Misconfigured, e.to_string()))?;
+        facts.provider = Some(provider.name().to_string());
+        Span::current().record("provider", provider.name());
+        let resource: &ArmResourceId = &parsed.provider_address;
+        if !self
+            .settings
+            .allowed_scopes
+            .iter()
+            .any(|scope| resource.is_within(scope))
+        {
+            return Err(failed(
+                FailReason::NotAllowed,
+                format!(
+                    "{resource} is outside KEYFLIP_ALLOWED_SCOPES: add its subscription or resource group to rotate it"
+                ),
+            ));
+        }
+        let active = provider.slot_from_tag(&parsed.credential_id).ok_or_else(|| {
+            failed(
+                FailReason::Misconfigured,
+                format!(
+                    "tag CredentialId is '{}', which is not a slot of this resource: use {} or {}",
+                    parsed.credential_id,
+                    provider.slot_tag(Slot::First),
+                    provider.slot_tag(Slot::Second)
+                ),
+            )
+        })?;
+        let idle = active.other();
+        let (active_tag, idle_tag) = (provider.slot_tag(active), provider.slot_tag(idle));
+        facts.from = Some(active_tag.to_string());
+        facts.to = Some(idle_tag.to_string());
+        Span::current().record("from", active_tag).record("to", idle_tag);
+        // Both writes this rotation may make must fit Key Vault's tag limit: check before
+        // touching anything.
+        tags::with_pending(&secret.tags, idle_tag, OffsetDateTime::UNIX_EPOCH)
+            .and_then(|_| tags::for_new_version(&secret.tags, idle_tag, "manual", secret.version.as_str()))
+            .map_err(|e| failed(FailReason::Misconfigured, e.to_string()))?;
+        Ok(Plan {
+            tags: parsed,
+            provider,
+            active,
+            idle,
+            active_tag,
+            idle_tag,
+        })
+    }
+
+    /// Step 3: the published value must be the active slot's key. Returns whether the published
+    /// key matches neither slot (dead already: rotate at once).
+    fn cross_check(&self, plan: &Plan, secret: &LoadedSecret, keys: &KeyPair) -> Result<bool, Finish> {
+        match keys.slot_of(&secret.value) {
+            Some(slot) if slot == plan.active => Ok(false),
+            Some(_) => Err(failed(
+                FailReason::PointerMismatch,
+                format!(
+                    "the latest version holds the current {idle} key, but its CredentialId tag says {active}: regenerating {idle} would break every consumer of the published key, so keyflip refuses; set CredentialId={idle} on the latest version (a tag update) once you have checked which key is in use",
+                    idle = plan.idle_tag,
+                    active = plan.active_tag
+                ),
+            )),
+            None => {
+                tracing::error!(
+                    slot = %plan.active_tag,
+                    "the published key matches neither of the resource's keys: it is already dead; rotating at once, dwell ignored"
+                );
+                Ok(true)
+            }
+        }
+    }
+
+    /// Step 5: regenerate the idle slot, check the answer, and mark the rotation pending.
+    async fn regenerate(
+        &self,
+        request: &RotationRequest,
+        secret: &LoadedSecret,
+        plan: &Plan,
+        before: &KeyPair,
+        now: OffsetDateTime,
+        deadline: Instant,
+    ) -> Result<ApiKey, Finish> {
+        let resource = &plan.tags.provider_address;
+        let after = self
+            .within(
+                deadline,
+                "regenerating the idle key",
+                plan.provider.regenerate(resource, plan.idle),
+            )
+            .await?
+            .map_err(|e| provider_failure(e, &format!("regenerating {}", plan.idle_tag)))?;
+        if !after.get(plan.active).same_as(before.get(plan.active)) {
+            return Err(failed(
+                FailReason::Azure,
+                format!(
+                    "after regenerating {}, the resource reports a different {} key too: check the resource's keys and the secret now",
+                    plan.idle_tag, plan.active_tag
+                ),
+            ));
+        }
+        if after.get(plan.idle).same_as(before.get(plan.idle)) {
+            return Err(failed(
+                FailReason::Transient,
+                format!(
+                    "the resource answered the regeneration of {} with the old key; a retry will regenerate again",
+                    plan.idle_tag
+                ),
+            ));
+        }
+        tracing::info!(slot = %plan.idle_tag, "regenerated the idle key");
+        let marked = tags::with_pending(&secret.tags, plan.idle_tag, now)
+            .map_err(|e| failed(FailReason::Misconfigured, e.to_string()))?;
+        let marking = self
+            .store
+            .set_tags(&request.vault, &secret.name, &secret.version, marked);
+        match self
+            .within(deadline, "marking the rotation pending", marking)
+            .await
+        {
+            Ok(Ok(())) => {}
+            // Without the mark a rerun regenerates the idle slot once more, which no consumer
+            // notices (I5): go on.
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not mark the rotation pending; going on"),
+            Err(e) => tracing::warn!(error = %e.message, "could not mark the rotation pending; going on"),
+        }
+        Ok(after.get(plan.idle).clone())
+    }
+
+    /// Step 6: checks the new key until it passes or the budget (less a reserve for
+    /// publishing) runs out.
+    async fn verify(
+        &self,
+        provider: &dyn KeyProvider,
+        info: &ResourceInfo,
+        key: &ApiKey,
+        deadline: Instant,
+    ) -> bool {
+        let reserve = Duration::from_secs(3).min(deadline.saturating_duration_since(Instant::now()) / 4);
+        let mut backoff = self.settings.verify_initial_backoff;
+        loop {
+            let left = deadline
+                .saturating_duration_since(Instant::now())
+                .saturating_sub(reserve);
+            let attempt = tokio::time::timeout(left, provider.verify(info, key)).await;
+            match attempt {
+                Ok(Verification::Accepted) => return true,
+                Ok(Verification::Refused(why)) => {
+                    tracing::info!(reason = %why, "the new key is refused so far")
+                }
+                Ok(Verification::Inconclusive(why)) => {
+                    tracing::warn!(reason = %why, "the key check was inconclusive")
+                }
+                Err(_) => return false,
+            }
+            let left = deadline
+                .saturating_duration_since(Instant::now())
+                .saturating_sub(reserve);
+            if backoff >= left {
+                return false;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(self.settings.verify_max_backoff);
+        }
+    }
+
+    /// A pending rotation outlived the timeout: report it loudly, leave the published key as it
+    /// is, and clear the mark so the next rotation regenerates afresh.
+    async fn expire_pending(
+        &self,
+        request: &RotationRequest,
+        secret: &LoadedSecret,
+        plan: &Plan,
+        since: OffsetDateTime,
+        deadline: Instant,
+    ) -> Result<Finish, Finish> {
+        let message = format!(
+            "the new {} key never passed its check since {} (KEYFLIP_PENDING_TIMEOUT_HOURS is {}); the published key is unchanged and stays valid; check the resource; the next rotation regenerates {} afresh",
+            plan.idle_tag,
+            rfc3339(since),
+            self.settings.pending_timeout.as_secs() / 3600,
+            plan.idle_tag
+        );
+        if request.dry_run {
+            return Err(failed(FailReason::VerificationTimeout, message));
+        }
+        let cleared: Tags = secret
+            .tags
+            .iter()
+            .filter(|(k, _)| {
+                !k.eq_ignore_ascii_case(tags::PENDING_SLOT) && !k.eq_ignore_ascii_case(tags::PENDING_SINCE)
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let clearing = self
+            .store
+            .set_tags(&request.vault, &secret.name, &secret.version, cleared);
+        if let Ok(Err(e)) = self.within(deadline, "clearing the pending mark", clearing).await {
+            tracing::warn!(error = %e, "could not clear the expired pending mark");
+        }
+        Err(failed(FailReason::VerificationTimeout, message))
+    }
+}
+
+/// What validation established for the rest of the rotation.
+struct Plan {
+    tags: RotationTags,
+    provider: std::sync::Arc<dyn KeyProvider>,
+    active: Slot,
+    idle: Slot,
+    active_tag: &'static str,
+    idle_tag: &'static str,
+}

@@ -1,0 +1,388 @@
+//! `POST /api/rotate/{vault}/{secret}`: the manual rotation (function `RotateSecret`, an
+//! httpTrigger with `enableForwardingHttpRequest`, so the host forwards the caller's raw request
+//! and returns this handler's status and body to the caller as they are).
+//!
+//! Query parameters `dryRun` and `force` (names case-insensitive, values `true`/`false`/`1`/`0`)
+//! shape the [`RotationRequest`]; every other parameter (e.g. the function key in `code`) is
+//! ignored and never logged. The answer is a plain HTTP status ([`status_for`]) with the
+//! [`RotationResult`] as JSON body, or `{"error": …}` when the request is refused before the
+//! engine runs ([`ManualError`]).
+//!
+//! | answer | status |
+//! |---|---|
+//! | `rotated`, `planned`, `skipped:stale/not-due/not-managed/ignored` | 200 |
+//! | `pending` | 202 |
+//! | bad vault or secret name, bad `dryRun`/`force` value, `failed:bad-event` | 400 |
+//! | vault not in KEYFLIP_VAULTS, `failed:not-found` | 404 |
+//! | `failed:locked`, `skipped:dwell` (with a `hint` to use `?force=true`), `skipped:disabled` | 409 |
+//! | `failed:misconfigured/not-allowed/pointer-mismatch/keys-disabled/no-trustworthy-check/verification-timeout` | 422 |
+//! | `failed:azure` | 502 |
+//! | `failed:transient` | 503 |
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::domain::names::NameError;
+use crate::domain::{SecretName, VaultName};
+use crate::engine::{FailReason, Outcome, RotationRequest, RotationResult, SkipReason, TriggerKind};
+use crate::server::Rotator;
+
+/// The function's name (its folder under `functions/`).
+pub const FUNCTION: &str = "RotateSecret";
+
+/// The flags a caller may set in the query string.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Flags {
+    /// `?dryRun=true`: plan only, change nothing.
+    pub dry_run: bool,
+    /// `?force=true`: bypass the dwell.
+    pub force: bool,
+}
+
+/// Why a manual request is refused before the engine runs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManualError {
+    #[error("the vault in the path is invalid: {0}")]
+    BadVault(NameError),
+    #[error("the secret in the path is invalid: {0}")]
+    BadSecret(NameError),
+    #[error("query parameter '{name}' must be true, false, 1 or 0, not '{value}'")]
+    BadFlag { name: &'static str, value: String },
+    #[error("query parameter '{name}' is given more than once")]
+    RepeatedFlag { name: &'static str },
+    #[error(
+        "vault '{0}' is not one keyflip serves: add it to the KEYFLIP_VAULTS setting to rotate its secrets"
+    )]
+    NotServed(VaultName),
+}
+
+impl ManualError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadVault(_) | Self::BadSecret(_) | Self::BadFlag { .. } | Self::RepeatedFlag { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::NotServed(_) => StatusCode::NOT_FOUND,
+        }
+    }
+}
+
+/// Reads `dryRun` and `force` from a raw query string (percent-decoded, names ignoring case).
+pub fn parse_flags(query: Option<&str>) -> Result<Flags, ManualError> {
+    let mut dry_run = None;
+    let mut force = None;
+    for (name, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        let (slot, name) = if name.eq_ignore_ascii_case("dryRun") {
+            (&mut dry_run, "dryRun")
+        } else if name.eq_ignore_ascii_case("force") {
+            (&mut force, "force")
+        } else {
+            continue;
+        };
+        if slot.is_some() {
+            return Err(ManualError::RepeatedFlag { name });
+        }
+        *slot = Some(flag(name, &value)?);
+    }
+    Ok(Flags {
+        dry_run: dry_run.unwrap_or(false),
+        force: force.unwrap_or(false),
+    })
+}
+
+fn flag(name: &'static str, value: &str) -> Result<bool, ManualError> {
+    match value.trim() {
+        v if v.eq_ignore_ascii_case("true") || v == "1" => Ok(true),
+        v if v.eq_ignore_ascii_case("false") || v == "0" => Ok(false),
+        v => Err(ManualError::BadFlag {
+            name,
+            value: v.chars().take(40).collect(),
+        }),
+    }
+}
+
+/// Builds the request from the path and the query; pure.
+pub fn request(
+    vault: &str,
+    secret: &str,
+    query: Option<&str>,
+    budget: Duration,
+) -> Result<RotationRequest, ManualError> {
+    let vault = VaultName::parse(vault).map_err(ManualError::BadVault)?;
+    let secret = SecretName::parse(secret).map_err(ManualError::BadSecret)?;
+    let Flags { dry_run, force } = parse_flags(query)?;
+    Ok(RotationRequest {
+        vault,
+        secret,
+        trigger: TriggerKind::Manual,
+        event_version: None,
+        dry_run,
+        force,
+        budget,
+    })
+}
+
+/// The HTTP status of an outcome (the table in this module's doc).
+pub fn status_for(outcome: Outcome) -> StatusCode {
+    match outcome {
+        Outcome::Rotated | Outcome::Planned => StatusCode::OK,
+        Outcome::Skipped(
+            SkipReason::Stale | SkipReason::NotDue | SkipReason::NotManaged | SkipReason::Ignored,
+        ) => StatusCode::OK,
+        Outcome::Pending => StatusCode::ACCEPTED,
+        Outcome::Skipped(SkipReason::Dwell | SkipReason::Disabled) | Outcome::Failed(FailReason::Locked) => {
+            StatusCode::CONFLICT
+        }
+        Outcome::Failed(FailReason::NotFound) => StatusCode::NOT_FOUND,
+        Outcome::Failed(FailReason::BadEvent) => StatusCode::BAD_REQUEST,
+        Outcome::Failed(
+            FailReason::Misconfigured
+            | FailReason::NotAllowed
+            | FailReason::PointerMismatch
+            | FailReason::KeysDisabled
+            | FailReason::NoTrustworthyCheck
+            | FailReason::VerificationTimeout,
+        ) => StatusCode::UNPROCESSABLE_ENTITY,
+        Outcome::Failed(FailReason::Azure) => StatusCode::BAD_GATEWAY,
+        Outcome::Failed(FailReason::Transient) => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+/// What a caller can do next, when there is something to say beyond the result's message.
+fn hint(outcome: Outcome) -> Option<&'static str> {
+    match outcome {
+        Outcome::Skipped(SkipReason::Dwell) => {
+            Some("the latest version is inside the dwell; add ?force=true to rotate anyway")
+        }
+        Outcome::Failed(FailReason::Locked) => {
+            Some("another rotation of this secret is in flight; retry shortly")
+        }
+        Outcome::Pending => Some("the new key is not verified yet; call again to resume the rotation"),
+        _ => None,
+    }
+}
+
+/// A status and a JSON body: what the manual route answers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManualReply {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl IntoResponse for ManualReply {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+impl From<ManualError> for ManualReply {
+    fn from(error: ManualError) -> Self {
+        Self {
+            status: error.status(),
+            body: json!({ "error": error.to_string() }),
+        }
+    }
+}
+
+/// Maps an engine result: [`status_for`] its outcome, the result as body (plus a `hint`).
+pub fn reply(result: &RotationResult) -> ManualReply {
+    let mut body = serde_json::to_value(result)
+        .unwrap_or_else(|e| json!({ "error": format!("the result could not be serialized: {e}") }));
+    if let (Some(hint), Some(object)) = (hint(result.outcome), body.as_object_mut()) {
+        object.insert("hint".into(), Value::from(hint));
+    }
+    ManualReply {
+        status: status_for(result.outcome),
+        body,
+    }
+}
+
+/// Handles one manual call: validate, refuse a vault not served, rotate, answer. Runs inside
+/// the invocation's span (see `server`). The engine logs the rotation it runs.
+pub async fn handle(
+    rotator: &dyn Rotator,
+    budget: Duration,
+    vault: &str,
+    secret: &str,
+    query: Option<&str>,
+) -> ManualReply {
+    let request = match request(vault, secret, query, budget) {
+        Ok(request) => request,
+        Err(error) => {
+            tracing::warn!("manual rotation refused: {error}");
+            return error.into();
+        }
+    };
+    if !rotator.serves(&request.vault) {
+        let error = ManualError::NotServed(request.vault);
+        tracing::warn!("manual rotation refused: {error}");
+        return error.into();
+    }
+    tracing::info!(
+        vault = %request.vault,
+        secret = %request.secret,
+        dry_run = request.dry_run,
+        force = request.force,
+        "manual rotation requested"
+    );
+    let result = rotator.rotate(request).await;
+    let reply = reply(&result);
+    tracing::info!(status = reply.status.as_u16(), outcome = %result.outcome.label(), "manual rotation answered");
+    reply
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BUDGET: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn flags_take_names_in_any_case_and_four_spellings() {
+        let cases = [
+            (None, Flags::default()),
+            (Some(""), Flags::default()),
+            (Some("code=abc"), Flags::default()),
+            (
+                Some("dryRun=true"),
+                Flags {
+                    dry_run: true,
+                    force: false,
+                },
+            ),
+            (
+                Some("DRYRUN=1&Force=TRUE&code=k"),
+                Flags {
+                    dry_run: true,
+                    force: true,
+                },
+            ),
+            (
+                Some("dryrun=0&force=false"),
+                Flags {
+                    dry_run: false,
+                    force: false,
+                },
+            ),
+            (
+                Some("force=%74rue"),
+                Flags {
+                    dry_run: false,
+                    force: true,
+                },
+            ),
+        ];
+        for (query, flags) in cases {
+            assert_eq!(parse_flags(query), Ok(flags), "{query:?}");
+        }
+    }
+
+    #[test]
+    fn bad_flags_name_the_parameter() {
+        for (query, name) in [
+            ("dryRun=yes", "dryRun"),
+            ("force=", "force"),
+            ("force", "force"),
+            ("FORCE=2", "force"),
+        ] {
+            let error = parse_flags(Some(query)).unwrap_err();
+            assert_eq!(error.status(), StatusCode::BAD_REQUEST);
+            assert!(error.to_string().contains(&format!("'{name}'")), "{error}");
+        }
+        assert_eq!(
+            parse_flags(Some("force=1&Force=0")),
+            Err(ManualError::RepeatedFlag { name: "force" })
+        );
+    }
+
+    #[test]
+    fn the_request_carries_the_path_and_the_flags() {
+        let request = request("KV-One", "api-key", Some("dryRun=true"), BUDGET).unwrap();
+        assert_eq!(request.vault.as_str(), "kv-one");
+        assert_eq!(request.secret.as_str(), "api-key");
+        assert_eq!(request.trigger, TriggerKind::Manual);
+        assert!(request.dry_run && !request.force);
+        assert_eq!(request.event_version, None);
+        assert_eq!(request.budget, BUDGET);
+    }
+
+    #[test]
+    fn bad_names_say_which_and_why() {
+        let vault = request("k", "api-key", None, BUDGET).unwrap_err();
+        assert_eq!(vault.status(), StatusCode::BAD_REQUEST);
+        assert!(vault.to_string().contains("vault in the path") && vault.to_string().contains("3-24"));
+        let secret = request("kv-one", "api_key", None, BUDGET).unwrap_err();
+        assert_eq!(secret.status(), StatusCode::BAD_REQUEST);
+        assert!(secret.to_string().contains("secret in the path") && secret.to_string().contains("hyphens"));
+        let not_served = ManualError::NotServed(VaultName::parse("kv-one").unwrap());
+        assert_eq!(not_served.status(), StatusCode::NOT_FOUND);
+        assert!(not_served.to_string().contains("KEYFLIP_VAULTS"));
+    }
+
+    #[test]
+    fn every_outcome_has_its_status() {
+        use FailReason as F;
+        use SkipReason as S;
+        let cases = [
+            (Outcome::Rotated, 200),
+            (Outcome::Planned, 200),
+            (Outcome::Skipped(S::Stale), 200),
+            (Outcome::Skipped(S::NotDue), 200),
+            (Outcome::Skipped(S::NotManaged), 200),
+            (Outcome::Skipped(S::Ignored), 200),
+            (Outcome::Pending, 202),
+            (Outcome::Skipped(S::Dwell), 409),
+            (Outcome::Skipped(S::Disabled), 409),
+            (Outcome::Failed(F::Locked), 409),
+            (Outcome::Failed(F::NotFound), 404),
+            (Outcome::Failed(F::BadEvent), 400),
+            (Outcome::Failed(F::Misconfigured), 422),
+            (Outcome::Failed(F::NotAllowed), 422),
+            (Outcome::Failed(F::PointerMismatch), 422),
+            (Outcome::Failed(F::KeysDisabled), 422),
+            (Outcome::Failed(F::NoTrustworthyCheck), 422),
+            (Outcome::Failed(F::VerificationTimeout), 422),
+            (Outcome::Failed(F::Azure), 502),
+            (Outcome::Failed(F::Transient), 503),
+        ];
+        for (outcome, status) in cases {
+            assert_eq!(status_for(outcome).as_u16(), status, "{}", outcome.label());
+        }
+    }
+
+    fn result(outcome: Outcome) -> RotationResult {
+        RotationResult {
+            secret: "api-key".into(),
+            vault: "kv-one".into(),
+            provider: Some("Microsoft.CognitiveServices/accounts".into()),
+            trigger: TriggerKind::Manual,
+            outcome,
+            from: Some("key1".into()),
+            to: Some("key2".into()),
+            version: None,
+            expires: None,
+            verified: false,
+            duration_ms: 5,
+            message: "what happened".into(),
+        }
+    }
+
+    #[test]
+    fn the_body_is_the_result_with_a_hint_where_useful() {
+        let dwell = reply(&result(Outcome::Skipped(SkipReason::Dwell)));
+        assert_eq!(dwell.status, StatusCode::CONFLICT);
+        assert_eq!(dwell.body["outcome"], "skipped:dwell");
+        assert!(dwell.body["hint"].as_str().unwrap().contains("?force=true"));
+        let rotated = reply(&result(Outcome::Rotated));
+        assert_eq!(rotated.body["outcome"], "rotated");
+        assert_eq!(rotated.body["from"], "key1");
+        assert!(rotated.body.get("hint").is_none());
+        let refused: ManualReply = ManualError::RepeatedFlag { name: "force" }.into();
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+        assert!(refused.body["error"].as_str().unwrap().contains("force"));
+    }
+}
