@@ -14,7 +14,7 @@ use crate::azure::credential::{CredentialError, build_credential, select_credent
 use crate::azure::transport::{TransportError, build_http_client, retry_options, transport};
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::engine::Engine;
+use crate::engine::{Engine, EngineSettings};
 use crate::providers::Providers;
 use crate::providers::cognitive_services::CognitiveServices;
 use crate::server::Budgets;
@@ -64,9 +64,11 @@ impl AzureAccess {
     }
 }
 
-/// Builds the engine with its production store and providers.
+/// Builds the engine with its production store and providers (`engine_settings` is
+/// `settings.engine_settings()` in production).
 pub fn engine(
     settings: &Settings,
+    engine_settings: EngineSettings,
     access: &AzureAccess,
     credential: Arc<dyn TokenCredential>,
     clock: Arc<dyn Clock>,
@@ -83,12 +85,7 @@ pub fn engine(
         .map(|v| (v.name.clone(), v.url.clone()))
         .collect();
     let store = KeyVaultStore::new(&vaults, credential, access.client_options.clone())?;
-    Ok(Engine::new(
-        Arc::new(store),
-        providers,
-        clock,
-        settings.engine_settings(),
-    ))
+    Ok(Engine::new(Arc::new(store), providers, clock, engine_settings))
 }
 
 /// The invocation budgets of the settings.

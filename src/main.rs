@@ -98,8 +98,14 @@ async fn serve(port: Option<u16>) -> Result<(), Failure> {
     let credential = access
         .credential(&settings, &vars)
         .map_err(|e| Failure::new(1, error_chain(&e)))?;
-    let engine = app::engine(&settings, &access, credential, Arc::new(SystemClock))
-        .map_err(|e| Failure::new(1, error_chain(&e)))?;
+    let engine = app::engine(
+        &settings,
+        settings.engine_settings(),
+        &access,
+        credential,
+        Arc::new(SystemClock),
+    )
+    .map_err(|e| Failure::new(1, error_chain(&e)))?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .map_err(|e| Failure::new(1, format!("cannot listen on 127.0.0.1:{port}: {e}")))?;
@@ -119,8 +125,14 @@ async fn rotate(vault: &str, secret: &str, dry_run: bool, force: bool, json: boo
     let credential = access
         .credential(&settings, &vars)
         .map_err(|e| Failure::new(1, error_chain(&e)))?;
-    let engine = app::engine(&settings, &access, credential, Arc::new(SystemClock))
-        .map_err(|e| Failure::new(1, error_chain(&e)))?;
+    let engine = app::engine(
+        &settings,
+        settings.engine_settings(),
+        &access,
+        credential,
+        Arc::new(SystemClock),
+    )
+    .map_err(|e| Failure::new(1, error_chain(&e)))?;
     let request = RotationRequest {
         vault,
         secret,

@@ -1,0 +1,7 @@
+//! keyflip, black-box: the handler and the emulator on port 0, driven exactly as the Functions
+//! host and Azure would (the real custom-handler envelopes, the official SDK clients over TLS).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod events;
+#[allow(dead_code)] // each helper serves some of the modules
+mod helpers;
