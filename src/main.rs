@@ -12,7 +12,7 @@ use keyflip::cli::{Cli, Command};
 use keyflip::clock::SystemClock;
 use keyflip::config::{Settings, env_vars};
 use keyflip::domain::{SecretName, VaultName};
-use keyflip::engine::{Class, RotationRequest, TriggerKind};
+use keyflip::engine::{Class, Engine, RotationRequest, TriggerKind};
 use keyflip::server::{self, AppState};
 use keyflip::telemetry::{self, LogFormat, error_chain};
 
@@ -79,6 +79,21 @@ fn settings(vars: &std::collections::HashMap<String, String>) -> Result<Settings
     Ok(settings)
 }
 
+/// The production engine: the environment's credential and the system clock.
+fn engine(settings: &Settings, vars: &std::collections::HashMap<String, String>) -> Result<Engine, Failure> {
+    let startup = |e: app::StartupError| Failure::new(1, error_chain(&e));
+    let access = AzureAccess::new(settings).map_err(startup)?;
+    let credential = access.credential(settings, vars).map_err(startup)?;
+    app::engine(
+        settings,
+        settings.engine_settings(),
+        &access,
+        credential,
+        Arc::new(SystemClock),
+    )
+    .map_err(startup)
+}
+
 fn start_telemetry(vars: &std::collections::HashMap<String, String>) -> Result<(), Failure> {
     telemetry::init(LogFormat::detect(vars))
         .map_err(|e| Failure::new(EXIT_CONFIG, format!("configuration error: {e}")))
@@ -94,18 +109,7 @@ async fn serve(port: Option<u16>) -> Result<(), Failure> {
             "configuration error: FUNCTIONS_CUSTOMHANDLER_PORT is not set (the Functions host sets it); outside the host pass --port",
         )
     })?;
-    let access = AzureAccess::new(&settings).map_err(|e| Failure::new(1, error_chain(&e)))?;
-    let credential = access
-        .credential(&settings, &vars)
-        .map_err(|e| Failure::new(1, error_chain(&e)))?;
-    let engine = app::engine(
-        &settings,
-        settings.engine_settings(),
-        &access,
-        credential,
-        Arc::new(SystemClock),
-    )
-    .map_err(|e| Failure::new(1, error_chain(&e)))?;
+    let engine = engine(&settings, &vars)?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .map_err(|e| Failure::new(1, format!("cannot listen on 127.0.0.1:{port}: {e}")))?;
@@ -121,18 +125,7 @@ async fn rotate(vault: &str, secret: &str, dry_run: bool, force: bool, json: boo
     let vault = VaultName::parse(vault).map_err(|e| Failure::new(2, e.to_string()))?;
     let secret = SecretName::parse(secret).map_err(|e| Failure::new(2, e.to_string()))?;
     let settings = settings(&vars)?;
-    let access = AzureAccess::new(&settings).map_err(|e| Failure::new(1, error_chain(&e)))?;
-    let credential = access
-        .credential(&settings, &vars)
-        .map_err(|e| Failure::new(1, error_chain(&e)))?;
-    let engine = app::engine(
-        &settings,
-        settings.engine_settings(),
-        &access,
-        credential,
-        Arc::new(SystemClock),
-    )
-    .map_err(|e| Failure::new(1, error_chain(&e)))?;
+    let engine = engine(&settings, &vars)?;
     let request = RotationRequest {
         vault,
         secret,

@@ -164,6 +164,33 @@ pub struct RotationResult {
     pub message: String,
 }
 
+impl RotationResult {
+    /// A result decided without running a rotation (an event answered at the edge, a secret
+    /// the sweep found not due): no slots, no version, nothing verified.
+    pub fn without_rotation(
+        vault: &str,
+        secret: &str,
+        trigger: TriggerKind,
+        outcome: Outcome,
+        message: String,
+    ) -> Self {
+        Self {
+            secret: secret.to_string(),
+            vault: vault.to_string(),
+            provider: None,
+            trigger,
+            outcome,
+            from: None,
+            to: None,
+            version: None,
+            expires: None,
+            verified: false,
+            duration_ms: 0,
+            message,
+        }
+    }
+}
+
 /// A sweep's counts.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct SweepSummary {

@@ -16,7 +16,7 @@ use time::format_description::well_known::Rfc3339;
 use tracing::{Instrument, Span, field};
 
 use super::decide::{self, PendingState};
-use super::{Engine, FailReason, Outcome, RotationRequest, RotationResult, SkipReason};
+use super::{Engine, FailReason, Outcome, RotationRequest, RotationResult, SkipReason, TriggerKind};
 use crate::domain::tags::{self, RotationTags, Tags};
 use crate::domain::{ApiKey, ArmResourceId, Slot};
 use crate::providers::{KeyPair, KeyProvider, ProviderError, ResourceInfo, Verification};
@@ -203,7 +203,7 @@ impl Engine {
         }
 
         // 2. Validate.
-        let plan = self.validate(&secret, facts)?;
+        let plan = self.validate(request, &secret, facts)?;
 
         // 3b. The resource: key authentication on, a trustworthy check, the pointer true.
         let resource = &plan.tags.provider_address;
@@ -357,22 +357,42 @@ impl Engine {
         } else {
             "not verified (VerifyKey=false)"
         };
+        let message = format!(
+            "published version {published}: {} is now the active key ({verified}); {} stays valid until the next rotation",
+            plan.idle_tag, plan.active_tag
+        );
         Ok(finish(
             Outcome::Rotated,
-            format!(
-                "published version {published}: {} is now the active key ({verified}); {} stays valid until the next rotation",
-                plan.idle_tag, plan.active_tag
-            ),
+            match published_key_dead {
+                false => message,
+                true => format!(
+                    "the previously published key matched neither of the resource's keys, so consumers reading it were already failing; rotated at once, dwell ignored: {message}"
+                ),
+            },
         ))
     }
 
     /// Step 2: tags, provider, scope allow-list, slots.
-    fn validate(&self, secret: &LoadedSecret, facts: &mut Facts) -> Result<Plan, Finish> {
+    fn validate(
+        &self,
+        request: &RotationRequest,
+        secret: &LoadedSecret,
+        facts: &mut Facts,
+    ) -> Result<Plan, Finish> {
         if !tags::is_managed(&secret.tags) {
-            return Err(failed(
-                FailReason::Misconfigured,
-                "the secret is not managed by keyflip: add the tags CredentialId, ProviderAddress and ValidityPeriodDays to its latest version",
-            ));
+            let fix = "add the tags CredentialId, ProviderAddress and ValidityPeriodDays to its latest version to let keyflip rotate it";
+            // An event or the sweep meets every secret of a vault: one keyflip does not manage
+            // is not an error. Asked by name, it is.
+            return Err(match request.trigger {
+                TriggerKind::Manual => failed(
+                    FailReason::Misconfigured,
+                    format!("the secret is not managed by keyflip: {fix}"),
+                ),
+                _ => finish(
+                    Outcome::Skipped(SkipReason::NotManaged),
+                    format!("not managed by keyflip: {fix}"),
+                ),
+            });
         }
         let parsed = RotationTags::parse(&secret.tags, self.settings.lead_days)
             .map_err(|e| failed(FailReason::Misconfigured, e.to_string()))?;
@@ -392,7 +412,7 @@ impl Engine {
             return Err(failed(
                 FailReason::NotAllowed,
                 format!(
-                    "{resource} is outside KEYFLIP_ALLOWED_SCOPES: add its subscription or resource group to rotate it"
+                    "tag ProviderAddress names {resource}, which is outside KEYFLIP_ALLOWED_SCOPES: add its subscription or resource group to that setting to rotate it"
                 ),
             ));
         }

@@ -141,19 +141,12 @@ impl Engine {
     }
 
     fn report(&self, vault: &VaultName, secret: &str, outcome: Outcome, message: &str) -> RotationResult {
-        RotationResult {
-            secret: secret.to_string(),
-            vault: vault.to_string(),
-            provider: None,
-            trigger: TriggerKind::Timer,
+        RotationResult::without_rotation(
+            vault.as_str(),
+            secret,
+            TriggerKind::Timer,
             outcome,
-            from: None,
-            to: None,
-            version: None,
-            expires: None,
-            verified: false,
-            duration_ms: 0,
-            message: message.to_string(),
-        }
+            message.to_string(),
+        )
     }
 }

@@ -154,20 +154,7 @@ fn describe(event: &KeyVaultEvent) -> String {
 
 /// A result for an event answered without the engine.
 fn answer(vault: &str, secret: &str, outcome: Outcome, message: String) -> RotationResult {
-    RotationResult {
-        secret: secret.to_string(),
-        vault: vault.to_string(),
-        provider: None,
-        trigger: TriggerKind::Event,
-        outcome,
-        from: None,
-        to: None,
-        version: None,
-        expires: None,
-        verified: false,
-        duration_ms: 0,
-        message,
-    }
+    RotationResult::without_rotation(vault, secret, TriggerKind::Event, outcome, message)
 }
 
 /// Maps a result to the host's answer by its class: Success and Permanent → 200 (retrying a

@@ -267,6 +267,30 @@ async fn a_request_that_is_not_an_envelope_gets_400_with_a_message() {
 }
 
 #[tokio::test]
+async fn an_event_for_a_secret_keyflip_does_not_manage_is_skipped_but_a_manual_call_is_refused() {
+    // Arrange: a secret with none of the rotation tags
+    let app = spawn_app().await;
+    app.control
+        .add_secret_version(VAULT, "plain", &json!({"value": "not-a-managed-key"}))
+        .await
+        .unwrap();
+
+    // Act
+    let event = app.deliver_for_latest("SecretNearExpiry", "plain").await;
+    let manual = app.manual(VAULT, "plain", "").await;
+
+    // Assert: an event meets every secret of a vault, so this is no error; asked by name, it is
+    assert_eq!((event.status, event.outcome()), (200, "skipped:not-managed"));
+    assert_eq!((manual.status, manual.outcome()), (422, "failed:misconfigured"));
+    assert!(
+        manual.result()["message"]
+            .as_str()
+            .unwrap()
+            .contains("CredentialId")
+    );
+}
+
+#[tokio::test]
 async fn the_readiness_probe_answers_at_once() {
     let app = spawn_app().await;
     let response = app

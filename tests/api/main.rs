@@ -2,6 +2,8 @@
 //! host and Azure would (the real custom-handler envelopes, the official SDK clients over TLS).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod cli;
 mod events;
+mod guards;
 #[allow(dead_code)] // each helper serves some of the modules
 mod helpers;
