@@ -658,6 +658,7 @@ mod tests {
             },
             results,
             errors: Vec::new(),
+            problems: Vec::new(),
         }
     }
 

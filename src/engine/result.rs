@@ -208,13 +208,18 @@ pub struct SweepSummary {
 pub struct SweepReport {
     pub summary: SweepSummary,
     pub results: Vec<RotationResult>,
-    /// Vaults that could not be listed, with why.
+    /// Vaults that could not be listed for a reason retrying may fix (throttling, 5xx, time).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
+    /// Vaults that cannot be listed for a reason retrying will not fix (not found, access
+    /// refused): an operator must act; the sweep does not ask the host to retry for them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
 }
 
 impl SweepReport {
-    /// Transient if any rotation was transient or a vault could not be listed.
+    /// Transient if any rotation was transient or a vault could not be listed for a transient
+    /// reason.
     pub fn class(&self) -> Class {
         let transient =
             !self.errors.is_empty() || self.results.iter().any(|r| r.outcome.class() == Class::Transient);

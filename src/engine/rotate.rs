@@ -337,18 +337,29 @@ impl Engine {
             not_before: now,
             expires,
         };
-        let published = self
-            .within(deadline, "publishing the new version", self.store.publish(&request.vault, &secret.name, version))
+        let new_key = version.value.clone();
+        let publishing = self.store.publish(&request.vault, &secret.name, version);
+        let published = match self
+            .within(deadline, "publishing the new version", publishing)
             .await?
-            .map_err(|e| {
-                store_failure(
-                    e,
-                    &format!(
-                        "publishing the new {} key (the published key is unchanged and stays valid; a rerun resumes the pending slot)",
-                        plan.idle_tag
-                    ),
-                )
-            })?;
+        {
+            Ok(published) => published,
+            Err(error) => match self
+                .landed_anyway(request, &new_key, plan.idle_tag, deadline)
+                .await
+            {
+                Some(published) => published,
+                None => {
+                    return Err(store_failure(
+                        error,
+                        &format!(
+                            "publishing the new {} key (the published key is unchanged and stays valid; a rerun resumes the pending slot)",
+                            plan.idle_tag
+                        ),
+                    ));
+                }
+            },
+        };
         facts.version = Some(published.to_string());
         facts.expires = Some(rfc3339(expires));
         Span::current().record("version", published.as_str());
@@ -370,6 +381,29 @@ impl Engine {
                 ),
             },
         ))
+    }
+
+    /// After a failed publish: whether the write landed anyway (its answer lost on the way
+    /// back), in which case the latest version already holds the new key and flips the pointer.
+    async fn landed_anyway(
+        &self,
+        request: &RotationRequest,
+        new_key: &ApiKey,
+        idle_tag: &str,
+        deadline: Instant,
+    ) -> Option<crate::domain::SecretVersion> {
+        let reading = self.store.latest(&request.vault, &request.secret);
+        let latest = self
+            .within(deadline, "re-reading after a failed publish", reading)
+            .await
+            .ok()?
+            .ok()?;
+        let flipped =
+            tags::tag(&latest.tags, tags::CREDENTIAL_ID).is_some_and(|t| t.eq_ignore_ascii_case(idle_tag));
+        (latest.value.same_as(new_key) && flipped).then(|| {
+            tracing::warn!(version = %latest.version, "the publish answered an error, but the new version landed");
+            latest.version
+        })
     }
 
     /// Step 2: tags, provider, scope allow-list, slots.

@@ -11,7 +11,10 @@ use super::{
     Engine, FailReason, Outcome, RotationRequest, RotationResult, SkipReason, SweepReport, TriggerKind,
 };
 use crate::domain::VaultName;
-use crate::store::SecretSummary;
+use crate::store::{SecretSummary, StoreError};
+
+/// The most one rotation may spend inside a sweep.
+pub const MAX_ROTATION_IN_SWEEP: Duration = Duration::from_secs(30);
 
 /// One secret the sweep looked at, and what it decided.
 enum Decision {
@@ -33,7 +36,10 @@ impl Engine {
                     report.summary.scanned += secrets.len();
                     decisions.extend(secrets.iter().filter_map(|s| self.decide(vault, s, deadline)));
                 }
-                Ok(Err(e)) => report.errors.push(format!("listing vault {vault} failed: {e}")),
+                Ok(Err(StoreError::Transient(e))) => report.errors.push(format!("listing vault {vault} failed: {e}")),
+                Ok(Err(e)) => report.problems.push(format!(
+                    "listing vault {vault} failed: {e}; check KEYFLIP_VAULTS and keyflip's access to the vault"
+                )),
                 Err(_) => report
                     .errors
                     .push(format!("listing vault {vault} ran out of the sweep's budget")),
@@ -68,6 +74,9 @@ impl Engine {
         for error in &report.errors {
             tracing::warn!("{error}");
         }
+        for problem in &report.problems {
+            tracing::error!("{problem}");
+        }
         tracing::info!(
             scanned = report.summary.scanned,
             due = report.summary.due,
@@ -79,8 +88,10 @@ impl Engine {
         report
     }
 
-    /// Rotates with what is left of the sweep's budget; a secret the budget cannot reach is
-    /// reported as a transient failure for the next sweep.
+    /// Rotates with what is left of the sweep's budget, at most [`MAX_ROTATION_IN_SWEEP`] (so a
+    /// key slow to activate does not hold a slot for the whole sweep: it stays pending and the
+    /// next sweep resumes it); a secret the budget cannot reach is reported as a transient
+    /// failure for the next sweep.
     async fn rotate_within(&self, mut request: RotationRequest, deadline: Instant) -> RotationResult {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -91,7 +102,7 @@ impl Engine {
                 "the sweep's budget ran out before this secret; the next sweep takes it",
             );
         }
-        request.budget = left;
+        request.budget = left.min(MAX_ROTATION_IN_SWEEP);
         self.rotate(request).await
     }
 

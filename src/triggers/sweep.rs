@@ -125,6 +125,7 @@ pub fn reply(report: &SweepReport, timer: &TimerInfo) -> Reply {
         s.scanned, s.due, s.rotated, s.pending, s.skipped, s.failed, s.elapsed_ms
     ));
     logs.extend(report.errors.iter().cloned());
+    logs.extend(report.problems.iter().cloned());
     let notable: Vec<_> = report
         .results
         .iter()
@@ -258,6 +259,7 @@ mod tests {
                 .map(|(i, o)| result(&format!("s{i}"), *o))
                 .collect(),
             errors: errors.iter().map(|e| e.to_string()).collect(),
+            problems: Vec::new(),
         }
     }
 

@@ -7,3 +7,6 @@ mod events;
 mod guards;
 #[allow(dead_code)] // each helper serves some of the modules
 mod helpers;
+mod resilience;
+mod secrets;
+mod sweep;
