@@ -1,7 +1,8 @@
 //! Typed helpers for the emulator's users (tests, benches, `keyflip demo`): the start-up
-//! information, a client for the control API, and an HTTP client that trusts the emulator's CA
+//! information, a client for the control API, an HTTP client that trusts the emulator's CA
 //! and connects every emulated host name to the emulator, so the official SDK clients can be
-//! pointed at `https://<vault>.vault.azure.net` unchanged.
+//! pointed at `https://<vault>.vault.azure.net` unchanged, and a token credential for
+//! in-process tests that cannot use the managed-identity protocol.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -234,5 +235,32 @@ impl ControlClient {
     pub async fn token(&self, audience: &str) -> Result<String, ControlClientError> {
         let value = self.post("/tokens", &json!({ "audience": audience })).await?;
         Ok(value["access_token"].as_str().unwrap_or_default().to_string())
+    }
+}
+
+/// An `azure_core` token credential that takes tokens from the control API
+/// (`POST /control/tokens`, the scope minus `/.default` as the audience), for in-process tests
+/// that cannot point `ManagedIdentityCredential` at the emulator (it reads `IDENTITY_ENDPOINT`
+/// from the process environment).
+#[derive(Debug, Clone)]
+pub struct ControlCredential(pub ControlClient);
+
+#[async_trait::async_trait]
+impl azure_core::credentials::TokenCredential for ControlCredential {
+    async fn get_token(
+        &self,
+        scopes: &[&str],
+        _options: Option<azure_core::credentials::TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<azure_core::credentials::AccessToken> {
+        let audience = scopes
+            .first()
+            .copied()
+            .unwrap_or_default()
+            .trim_end_matches("/.default");
+        let token = self.0.token(audience).await.map_err(|e| {
+            azure_core::Error::with_message(azure_core::error::ErrorKind::Credential, e.to_string())
+        })?;
+        let expires = azure_core::time::OffsetDateTime::now_utc() + azure_core::time::Duration::hours(1);
+        Ok(azure_core::credentials::AccessToken::new(token, expires))
     }
 }

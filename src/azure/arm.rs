@@ -305,11 +305,9 @@ fn reason_phrase(status: u16) -> &'static str {
 #[cfg(test)]
 pub(crate) mod test_support {
     use std::sync::Arc;
-    use std::time::Duration;
 
-    use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
+    use azure_core::credentials::TokenCredential;
     use azure_core::http::{ClientOptions, ExponentialRetryOptions, RetryOptions, Transport};
-    use azure_core::time::OffsetDateTime;
     use emulator::{ControlClient, Emulator, EmulatorOptions};
     use serde_json::Value;
 
@@ -319,32 +317,7 @@ pub(crate) mod test_support {
     pub const RESOURCE_GROUP: &str = "rg-keys";
     pub const ARM_ENDPOINT: &str = "https://management.azure.com";
 
-    /// A credential taking tokens from the emulator's control API (the scope minus `/.default`
-    /// is the audience).
-    #[derive(Debug)]
-    pub struct ControlCredential(pub ControlClient);
-
-    #[async_trait::async_trait]
-    impl TokenCredential for ControlCredential {
-        async fn get_token(
-            &self,
-            scopes: &[&str],
-            _options: Option<TokenRequestOptions<'_>>,
-        ) -> azure_core::Result<AccessToken> {
-            let audience = scopes
-                .first()
-                .copied()
-                .unwrap_or_default()
-                .trim_end_matches("/.default");
-            let token = self.0.token(audience).await.map_err(|e| {
-                azure_core::Error::with_message(azure_core::error::ErrorKind::Credential, e.to_string())
-            })?;
-            Ok(AccessToken::new(
-                token,
-                OffsetDateTime::now_utc() + Duration::from_secs(3600),
-            ))
-        }
-    }
+    pub use emulator::client::ControlCredential;
 
     /// A running emulator and what a test needs to reach it.
     #[derive(Debug)]

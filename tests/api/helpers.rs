@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
-use emulator::client::azure_http_client;
+use azure_core::credentials::TokenCredential;
+use emulator::client::{ControlCredential, azure_http_client};
 use emulator::{ControlClient, Emulator, EmulatorInfo, EmulatorOptions};
 use keyflip::app::{self, AzureAccess};
 use keyflip::clock::ManualClock;
@@ -25,32 +25,6 @@ pub const SUBSCRIPTION: &str = "3f2a1b4c-5d6e-4f70-8a9b-0c1d2e3f4a5b";
 pub const RESOURCE_GROUP: &str = "rg-api";
 pub const VAULT: &str = "kv-api";
 pub const DAY: i64 = 86_400;
-
-/// A credential that takes tokens from the emulator's control API.
-#[derive(Debug)]
-pub struct ControlCredential(pub ControlClient);
-
-#[async_trait::async_trait]
-impl TokenCredential for ControlCredential {
-    async fn get_token(
-        &self,
-        scopes: &[&str],
-        _options: Option<TokenRequestOptions<'_>>,
-    ) -> azure_core::Result<AccessToken> {
-        let audience = scopes
-            .first()
-            .copied()
-            .unwrap_or_default()
-            .trim_end_matches("/.default");
-        let token = self.0.token(audience).await.map_err(|e| {
-            azure_core::Error::with_message(azure_core::error::ErrorKind::Credential, e.to_string())
-        })?;
-        Ok(AccessToken::new(
-            token,
-            OffsetDateTime::now_utc() + Duration::from_secs(3600),
-        ))
-    }
-}
 
 /// An answer from keyflip's handler.
 #[derive(Debug, Clone)]

@@ -26,10 +26,14 @@ async fn serve_stops_cleanly_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    // Assert: it exits 0 after saying it is shutting down
+    // Assert: it exits 0 after saying it received SIGTERM
     let status = status.expect("keyflip serve exits after SIGTERM");
     assert_eq!(status.code(), Some(0), "{}", process.output());
-    assert!(process.output().contains("shutting down"), "{}", process.output());
+    assert!(
+        process.output().contains("SIGTERM received"),
+        "{}",
+        process.output()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,17 +2,16 @@
 //! pointed at it through a transport that trusts its CA and connects the real host names to it.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
+use azure_core::credentials::TokenCredential;
 use azure_core::http::policies::Policy;
 use azure_core::http::policies::auth::BearerTokenAuthorizationPolicy;
 use azure_core::http::{
     ClientOptions, Context, ExponentialRetryOptions, Method, Pipeline, RawResponse, Request, RetryOptions,
     Transport, Url,
 };
-use azure_core::time::OffsetDateTime;
 use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
+pub use emulator::client::ControlCredential;
 use emulator::client::azure_http_client;
 use emulator::{ControlClient, Emulator, EmulatorInfo, EmulatorOptions};
 use serde_json::Value;
@@ -54,33 +53,6 @@ pub fn fast_retry() -> RetryOptions {
         max_total_elapsed: azure_core::time::Duration::seconds(20),
         max_delay: azure_core::time::Duration::seconds(2),
     })
-}
-
-/// A credential that takes tokens from the emulator's control API (`POST /control/tokens`), for
-/// in-process tests; the real `ManagedIdentityCredential` is proven in a child process.
-#[derive(Debug)]
-pub struct ControlCredential(pub ControlClient);
-
-#[async_trait::async_trait]
-impl TokenCredential for ControlCredential {
-    async fn get_token(
-        &self,
-        scopes: &[&str],
-        _options: Option<TokenRequestOptions<'_>>,
-    ) -> azure_core::Result<AccessToken> {
-        let audience = scopes
-            .first()
-            .copied()
-            .unwrap_or_default()
-            .trim_end_matches("/.default");
-        let token = self.0.token(audience).await.map_err(|e| {
-            azure_core::Error::with_message(azure_core::error::ErrorKind::Credential, e.to_string())
-        })?;
-        Ok(AccessToken::new(
-            token,
-            OffsetDateTime::now_utc() + Duration::from_secs(3600),
-        ))
-    }
 }
 
 impl TestEmulator {
