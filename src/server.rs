@@ -636,19 +636,14 @@ mod tests {
     fn sweep_report(outcomes: &[Outcome]) -> SweepReport {
         let results = outcomes
             .iter()
-            .map(|outcome| RotationResult {
-                secret: "api-key".into(),
-                vault: "kv-one".into(),
-                provider: None,
-                trigger: TriggerKind::Timer,
-                outcome: *outcome,
-                from: None,
-                to: None,
-                version: None,
-                expires: None,
-                verified: false,
-                duration_ms: 0,
-                message: "canned".into(),
+            .map(|outcome| {
+                RotationResult::without_rotation(
+                    "kv-one",
+                    "api-key",
+                    TriggerKind::Timer,
+                    *outcome,
+                    "canned".into(),
+                )
             })
             .collect();
         SweepReport {

@@ -48,6 +48,23 @@ fn one() -> u32 {
     1
 }
 
+impl FaultRule {
+    /// Fails the next `count` calls of `operation` (on any target) with `status`, before the
+    /// operation runs, with the service's own error body and no Retry-After.
+    pub fn new(operation: &str, status: u16, count: u32) -> Self {
+        Self {
+            operation: operation.to_string(),
+            target: None,
+            status,
+            count,
+            retry_after_seconds: None,
+            phase: Phase::Before,
+            code: None,
+            message: None,
+        }
+    }
+}
+
 /// A latency rule: delay calls of an operation by `delay_ms`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LatencyRule {
@@ -130,14 +147,8 @@ mod tests {
 
     fn fault(operation: &str, target: Option<&str>, count: u32) -> FaultRule {
         FaultRule {
-            operation: operation.into(),
             target: target.map(Into::into),
-            status: 429,
-            count,
-            retry_after_seconds: None,
-            phase: Phase::Before,
-            code: None,
-            message: None,
+            ..FaultRule::new(operation, 429, count)
         }
     }
 

@@ -231,20 +231,7 @@ mod tests {
     }
 
     fn result(secret: &str, outcome: Outcome) -> RotationResult {
-        RotationResult {
-            secret: secret.into(),
-            vault: "kv-one".into(),
-            provider: None,
-            trigger: TriggerKind::Timer,
-            outcome,
-            from: None,
-            to: None,
-            version: None,
-            expires: None,
-            verified: false,
-            duration_ms: 0,
-            message: "why".into(),
-        }
+        RotationResult::without_rotation("kv-one", secret, TriggerKind::Timer, outcome, "why".into())
     }
 
     fn report(outcomes: &[Outcome], errors: &[&str]) -> SweepReport {

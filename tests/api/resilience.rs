@@ -12,16 +12,7 @@ const NEAR_EXPIRY: &str = "SecretNearExpiry";
 
 /// A fault on `operation` that answers `status` `count` times before the operation runs.
 fn fault(operation: &str, status: u16, count: u32) -> FaultRule {
-    FaultRule {
-        operation: operation.into(),
-        target: None,
-        status,
-        count,
-        retry_after_seconds: None,
-        phase: Phase::Before,
-        code: None,
-        message: None,
-    }
+    FaultRule::new(operation, status, count)
 }
 
 #[tokio::test]

@@ -6,9 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
-use azure_core::http::policies::Policy;
-use azure_core::http::policies::auth::BearerTokenAuthorizationPolicy;
-use azure_core::http::{Context, Method, Pipeline, RawResponse, Request, Url};
+use azure_core::http::{Context, Method, RawResponse, Request, Url};
 use azure_core::time::OffsetDateTime;
 use emulator::ControlClient;
 use emulator::faults::{FaultRule, LatencyRule, Phase};
@@ -67,14 +65,8 @@ async fn regenerations(app: &TestEmulator, name: &str) -> (u64, u64) {
 
 fn fault(operation: &str, target: &str, status: u16) -> FaultRule {
     FaultRule {
-        operation: operation.into(),
         target: Some(target.into()),
-        status,
-        count: 1,
-        retry_after_seconds: None,
-        phase: Phase::Before,
-        code: None,
-        message: None,
+        ..FaultRule::new(operation, status, 1)
     }
 }
 
@@ -114,18 +106,7 @@ async fn arm_with_audience(
         control: app.control.clone(),
         audience,
     });
-    let auth: Arc<dyn Policy> = Arc::new(BearerTokenAuthorizationPolicy::new(
-        credential,
-        ["https://management.azure.com/.default"],
-    ));
-    let pipeline = Pipeline::new(
-        Some("keyflip-emulator-tests"),
-        Some("0.1.0"),
-        app.client_options(),
-        Vec::new(),
-        vec![auth],
-        None,
-    );
+    let pipeline = crate::helpers::arm_pipeline(credential, app.client_options());
     let mut request = Request::new(Url::parse(&format!("{ARM}{path_and_query}")).unwrap(), method);
     request.insert_header("accept", "application/json");
     pipeline.send(&Context::new(), &mut request, None).await

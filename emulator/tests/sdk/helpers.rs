@@ -90,18 +90,7 @@ impl TestEmulator {
 
     /// An `azure_core` pipeline with the bearer policy for Resource Manager.
     pub fn arm_pipeline(&self) -> Pipeline {
-        let auth: Arc<dyn Policy> = Arc::new(BearerTokenAuthorizationPolicy::new(
-            self.credential(),
-            ["https://management.azure.com/.default"],
-        ));
-        Pipeline::new(
-            Some("keyflip-emulator-tests"),
-            Some("0.1.0"),
-            self.client_options(),
-            Vec::new(),
-            vec![auth],
-            None,
-        )
+        arm_pipeline(self.credential(), self.client_options())
     }
 
     /// Sends an ARM request through the pipeline: `path_and_query` is appended to the ARM host.
@@ -126,6 +115,23 @@ impl TestEmulator {
     pub async fn seed(&self, seed: Value) {
         self.control.seed(&seed).await.expect("seed accepted");
     }
+}
+
+/// An `azure_core` pipeline with the bearer policy for Resource Manager, as keyflip builds
+/// one: `credential` for the tokens, `client_options` for the transport and retries.
+pub fn arm_pipeline(credential: Arc<dyn TokenCredential>, client_options: ClientOptions) -> Pipeline {
+    let auth: Arc<dyn Policy> = Arc::new(BearerTokenAuthorizationPolicy::new(
+        credential,
+        ["https://management.azure.com/.default"],
+    ));
+    Pipeline::new(
+        Some("keyflip-emulator-tests"),
+        Some("0.1.0"),
+        client_options,
+        Vec::new(),
+        vec![auth],
+        None,
+    )
 }
 
 /// The ARM id of an AI services account in the test subscription.

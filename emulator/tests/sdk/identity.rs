@@ -16,9 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use azure_core::credentials::TokenCredential;
-use azure_core::http::policies::Policy;
-use azure_core::http::policies::auth::BearerTokenAuthorizationPolicy;
-use azure_core::http::{ClientOptions, Context, Method, Pipeline, Request, Transport, Url};
+use azure_core::http::{ClientOptions, Context, Method, Request, Transport, Url};
 use azure_identity::{ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId};
 use azure_security_keyvault_secrets::models::SetSecretParameters;
 use azure_security_keyvault_secrets::{SecretClient, SecretClientOptions};
@@ -131,18 +129,7 @@ async fn managed_identity_child() {
             .expect("secret");
         assert_eq!(got.value.as_deref(), Some(value.as_str()));
 
-        let auth: Arc<dyn Policy> = Arc::new(BearerTokenAuthorizationPolicy::new(
-            credential,
-            ["https://management.azure.com/.default"],
-        ));
-        let pipeline = Pipeline::new(
-            Some("keyflip-emulator-tests"),
-            Some("0.1.0"),
-            client_options.clone(),
-            Vec::new(),
-            vec![auth],
-            None,
-        );
+        let pipeline = crate::helpers::arm_pipeline(credential, client_options.clone());
         let url = format!("{ARM}{}/listKeys?api-version=2025-06-01", account_id(MI_ACCOUNT));
         let mut request = Request::new(Url::parse(&url).expect("url"), Method::Post);
         request.insert_header("accept", "application/json");

@@ -162,14 +162,8 @@ async fn vault_token(app: &TestEmulator) -> String {
 
 fn fault(operation: &str, status: u16, count: u32) -> FaultRule {
     FaultRule {
-        operation: operation.into(),
         target: Some(VAULT.into()),
-        status,
-        count,
-        retry_after_seconds: None,
-        phase: Phase::Before,
-        code: None,
-        message: None,
+        ..FaultRule::new(operation, status, count)
     }
 }
 
