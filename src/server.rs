@@ -1,6 +1,6 @@
-//! The custom handler's HTTP server (axum): the routes the Functions host calls, the
-//! [`Rotator`] seam through which they reach the engine, and a graceful shutdown that lets
-//! in-flight rotations finish within a bound.
+//! The custom handler's HTTP server (axum): it routes what the Functions host calls to the
+//! trigger modules, through the [`Rotator`] seam the triggers own, and shuts down gracefully,
+//! letting in-flight rotations finish within a bound. It decides nothing about rotations.
 //!
 //! | route | caller | handled by |
 //! |---|---|---|
@@ -17,14 +17,12 @@
 //! no status code: the trigger modules map results to answers. `main` (or the CLI's `serve`
 //! command) builds the [`AppState`], binds the listener and calls [`serve`].
 
-use std::fmt;
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
@@ -38,39 +36,12 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tracing::{Instrument, Span};
 
-use crate::domain::VaultName;
-use crate::engine::{Engine, RotationRequest, RotationResult, SweepReport};
+use crate::engine::Engine;
 use crate::triggers::envelope::{InvocationResponse, NotAnEnvelope, Reply};
-use crate::triggers::{keyvault_events, manual, sweep};
+use crate::triggers::{Rotator, keyvault_events, manual, sweep};
 
 /// The header in which the host names the invocation.
 pub const INVOCATION_ID_HEADER: &str = "x-azure-functions-invocationid";
-
-/// What the routes need from the engine; [`Engine`] in production, a fake in tests.
-#[async_trait]
-pub trait Rotator: Send + Sync + fmt::Debug {
-    /// Whether keyflip serves this vault (KEYFLIP_VAULTS); no network call.
-    fn serves(&self, vault: &VaultName) -> bool;
-    /// Rotates one secret.
-    async fn rotate(&self, request: RotationRequest) -> RotationResult;
-    /// Sweeps every configured vault within `budget`.
-    async fn sweep(&self, budget: Duration) -> SweepReport;
-}
-
-#[async_trait]
-impl Rotator for Engine {
-    fn serves(&self, vault: &VaultName) -> bool {
-        Engine::serves(self, vault)
-    }
-
-    async fn rotate(&self, request: RotationRequest) -> RotationResult {
-        Engine::rotate(self, request).await
-    }
-
-    async fn sweep(&self, budget: Duration) -> SweepReport {
-        Engine::sweep(self, budget).await
-    }
-}
 
 /// Time each kind of invocation may spend (KEYFLIP_EVENT_BUDGET_SECONDS,
 /// KEYFLIP_SWEEP_BUDGET_SECONDS, KEYFLIP_MANUAL_BUDGET_SECONDS).
@@ -174,8 +145,22 @@ impl Drop for InFlightGuard {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(ready))
-        .route(&format!("/{}", keyvault_events::FUNCTION), post(key_vault_events))
-        .route(&format!("/{}", sweep::FUNCTION), post(rotation_sweep))
+        .route(
+            &format!("/{}", keyvault_events::FUNCTION),
+            envelope_route(
+                keyvault_events::FUNCTION,
+                |b| b.event,
+                |r, t, body| Box::pin(keyvault_events::handle(r, t, body)),
+            ),
+        )
+        .route(
+            &format!("/{}", sweep::FUNCTION),
+            envelope_route(
+                sweep::FUNCTION,
+                |b| b.sweep,
+                |r, t, body| Box::pin(sweep::handle(r, t, body)),
+            ),
+        )
         .route("/api/rotate/{vault}/{secret}", post(rotate_secret))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -249,28 +234,29 @@ fn warn_not_an_envelope(answer: &Result<Reply, NotAnEnvelope>) {
     }
 }
 
-async fn key_vault_events(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let span = invocation_span(keyvault_events::FUNCTION, &headers);
-    let rotator = state.rotator.clone();
-    let budget = state.budgets.event;
-    let work = async move {
-        let answer = keyvault_events::handle(rotator.as_ref(), budget, &body).await;
-        warn_not_an_envelope(&answer);
-        answer
-    };
-    envelope_answer(spawned(&state, span, work).await)
-}
+/// A trigger module's handler of an envelope function (one the host invokes with a
+/// custom-handler envelope): the rotator, the function's budget and the request body.
+type EnvelopeHandler = fn(Arc<dyn Rotator>, Duration, Bytes) -> BoxFuture<Result<Reply, NotAnEnvelope>>;
+type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send>>;
 
-async fn rotation_sweep(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let span = invocation_span(sweep::FUNCTION, &headers);
-    let rotator = state.rotator.clone();
-    let budget = state.budgets.sweep;
-    let work = async move {
-        let answer = sweep::handle(rotator.as_ref(), budget, &body).await;
-        warn_not_an_envelope(&answer);
-        answer
-    };
-    envelope_answer(spawned(&state, span, work).await)
+/// The route of an envelope function: each invocation runs in its own task inside its span.
+fn envelope_route(
+    function: &'static str,
+    budget: fn(&Budgets) -> Duration,
+    handle: EnvelopeHandler,
+) -> axum::routing::MethodRouter<AppState> {
+    post(
+        move |State(state): State<AppState>, headers: HeaderMap, body: Bytes| async move {
+            let span = invocation_span(function, &headers);
+            let work = handle(state.rotator.clone(), budget(&state.budgets), body);
+            let work = async move {
+                let answer = work.await;
+                warn_not_an_envelope(&answer);
+                answer
+            };
+            envelope_answer(spawned(&state, span, work).await)
+        },
+    )
 }
 
 async fn rotate_secret(
@@ -400,8 +386,14 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tower::ServiceExt;
 
+    use async_trait::async_trait;
+
     use super::*;
-    use crate::engine::{Class, FailReason, Outcome, SkipReason, SweepSummary, TriggerKind};
+    use crate::domain::VaultName;
+    use crate::engine::{
+        Class, FailReason, Outcome, RotationRequest, RotationResult, SkipReason, SweepReport, SweepSummary,
+        TriggerKind,
+    };
 
     const BUDGETS: Budgets = Budgets {
         event: Duration::from_secs(11),

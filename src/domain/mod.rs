@@ -6,6 +6,7 @@ pub mod key;
 pub mod names;
 pub mod slot;
 pub mod tags;
+pub mod untrusted;
 
 pub use arm_id::ArmResourceId;
 pub use key::ApiKey;

@@ -19,15 +19,18 @@
 //! through [`Rotator`] and maps the result. The engine logs the rotations it runs; this module
 //! logs only what it decides itself (ignored, bad or refused events).
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use axum::body::Bytes;
 
 use axum::http::StatusCode;
 
+use super::Rotator;
 use super::envelope::{Invocation, InvocationResponse, NotAnEnvelope, Reply};
 use super::event::{KeyVaultEvent, parse_event};
 use crate::domain::VaultName;
 use crate::engine::{Class, FailReason, Outcome, RotationRequest, RotationResult, SkipReason, TriggerKind};
-use crate::server::Rotator;
 
 /// The function's name: its folder under `functions/` and its route on the handler.
 pub const FUNCTION: &str = "KeyVaultEvents";
@@ -187,8 +190,12 @@ pub(crate) fn log_line(result: &RotationResult) -> String {
 
 /// Handles one invocation: parse, decide, rotate if asked, answer. Runs inside the invocation's
 /// span (see `server`).
-pub async fn handle(rotator: &dyn Rotator, budget: Duration, body: &[u8]) -> Result<Reply, NotAnEnvelope> {
-    let invocation = Invocation::parse(body)?;
+pub async fn handle(
+    rotator: Arc<dyn Rotator>,
+    budget: Duration,
+    body: Bytes,
+) -> Result<Reply, NotAnEnvelope> {
+    let invocation = Invocation::parse(&body)?;
     let plan = decide(&invocation, budget, &|vault| rotator.serves(vault));
     let result = match plan.decision {
         Decision::Rotate(request) => {

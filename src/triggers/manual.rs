@@ -26,10 +26,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use super::Rotator;
 use crate::domain::names::NameError;
 use crate::domain::{SecretName, VaultName};
 use crate::engine::{FailReason, Outcome, RotationRequest, RotationResult, SkipReason, TriggerKind};
-use crate::server::Rotator;
 
 /// The function's name (its folder under `functions/`).
 pub const FUNCTION: &str = "RotateSecret";

@@ -1,7 +1,47 @@
-//! Trigger payloads, parsed leniently at the edge into domain values.
+//! The triggers: the custom-handler envelope, one module per function (Key Vault events, the
+//! timer sweep, manual HTTP) that parses its payload leniently at the edge into a
+//! [`RotationRequest`] and maps the engine's result to the answer the caller expects, and the
+//! [`Rotator`] seam through which every trigger reaches the engine.
+//!
+//! Adding a trigger means one module here and one route line in `crate::server`; the server
+//! only routes and never imports the engine's decisions.
 
 pub mod envelope;
 pub mod event;
 pub mod keyvault_events;
 pub mod manual;
 pub mod sweep;
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::domain::VaultName;
+use crate::engine::{Engine, RotationRequest, RotationResult, SweepReport};
+
+/// What the triggers need from the engine; [`Engine`] in production, a fake in tests.
+#[async_trait]
+pub trait Rotator: Send + Sync + fmt::Debug {
+    /// Whether keyflip serves this vault (KEYFLIP_VAULTS); no network call.
+    fn serves(&self, vault: &VaultName) -> bool;
+    /// Rotates one secret.
+    async fn rotate(&self, request: RotationRequest) -> RotationResult;
+    /// Sweeps every configured vault within `budget`.
+    async fn sweep(&self, budget: Duration) -> SweepReport;
+}
+
+#[async_trait]
+impl Rotator for Engine {
+    fn serves(&self, vault: &VaultName) -> bool {
+        Engine::serves(self, vault)
+    }
+
+    async fn rotate(&self, request: RotationRequest) -> RotationResult {
+        Engine::rotate(self, request).await
+    }
+
+    async fn sweep(&self, budget: Duration) -> SweepReport {
+        Engine::sweep(self, budget).await
+    }
+}

@@ -10,15 +10,18 @@
 //!
 //! The engine logs each rotation and the sweep's summary; this module logs the timer's state.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use axum::body::Bytes;
 
 use axum::http::StatusCode;
 use serde_json::Value;
 
+use super::Rotator;
 use super::envelope::{Invocation, InvocationResponse, NotAnEnvelope, Reply, field};
 use super::keyvault_events::log_line;
 use crate::engine::{Class, Outcome, SweepReport};
-use crate::server::Rotator;
 
 /// The function's name: its folder under `functions/` and its route on the handler.
 pub const FUNCTION: &str = "RotationSweep";
@@ -149,8 +152,12 @@ pub fn reply(report: &SweepReport, timer: &TimerInfo) -> Reply {
 
 /// Handles one timer invocation: read the timer, sweep within `budget`, answer. Runs inside
 /// the invocation's span (see `server`).
-pub async fn handle(rotator: &dyn Rotator, budget: Duration, body: &[u8]) -> Result<Reply, NotAnEnvelope> {
-    let invocation = Invocation::parse(body)?;
+pub async fn handle(
+    rotator: Arc<dyn Rotator>,
+    budget: Duration,
+    body: Bytes,
+) -> Result<Reply, NotAnEnvelope> {
+    let invocation = Invocation::parse(&body)?;
     let timer = timer_info(&invocation);
     let retry_count = timer.retry.as_ref().and_then(|r| r.retry_count);
     if timer.past_due {
