@@ -24,7 +24,7 @@ use url::Url;
 
 pub use crate::azure::transport::{ConnectTo, HostPattern};
 use crate::azure::transport::{TransportError, TransportSettings, load_ca_bundle};
-use crate::domain::{ArmResourceId, VaultName};
+use crate::domain::{AllowedScope, AllowedScopes, Scope, VaultName};
 use crate::engine::EngineSettings;
 
 pub const KEYFLIP_VAULTS: &str = "KEYFLIP_VAULTS";
@@ -78,8 +78,9 @@ pub struct VaultEndpoint {
 pub struct Settings {
     /// `KEYFLIP_VAULTS`: the vaults served; events for any other vault are refused.
     pub vaults: Vec<VaultEndpoint>,
-    /// `KEYFLIP_ALLOWED_SCOPES`: ARM scopes whose resources may be rotated (no trailing `/`).
-    pub allowed_scopes: Vec<String>,
+    /// `KEYFLIP_ALLOWED_SCOPES`: ARM scopes whose resources may be rotated, each for every
+    /// served vault or for one.
+    pub allowed_scopes: AllowedScopes,
     /// `KEYFLIP_SWEEP_SCHEDULE`: NCRONTAB of the sweep, as the Functions host reads it.
     pub sweep_schedule: String,
     /// `KEYFLIP_LEAD_DAYS`: how long before `exp` the sweep rotates.
@@ -221,7 +222,7 @@ impl Settings {
         let v = Vars(vars);
         let mut p = Problems::default();
         let vaults = p.check(parse_vaults(v)).unwrap_or_default();
-        let allowed_scopes = p.check(parse_scopes(v)).unwrap_or_default();
+        let allowed_scopes = p.check(parse_scopes(v, &vaults)).unwrap_or_default();
         let sweep_schedule = p.check(parse_schedule(v)).unwrap_or_default();
         let lead_days = p
             .check(number(v, KEYFLIP_LEAD_DAYS, 30, 1..=365, "days"))
@@ -438,13 +439,15 @@ fn masked(url: &Url) -> String {
 // ---- KEYFLIP_ALLOWED_SCOPES --------------------------------------------------------------
 
 const SCOPES_EXPECTED: &str = "comma-separated ARM scopes: /subscriptions/<subscription GUID>, \
-     /subscriptions/<GUID>/resourceGroups/<group>, or a resource id";
+     /subscriptions/<GUID>/resourceGroups/<group>, or a resource id; an item vault=<scope> applies \
+     to that vault's secrets only";
 
-fn parse_scopes(v: Vars<'_>) -> Result<Vec<String>, ConfigError> {
+/// Every item of `KEYFLIP_ALLOWED_SCOPES`; a `vault=` must name a vault of `vaults`.
+fn parse_scopes(v: Vars<'_>, vaults: &[VaultEndpoint]) -> Result<AllowedScopes, ConfigError> {
     let raw = v.required(KEYFLIP_ALLOWED_SCOPES, SCOPES_EXPECTED)?;
     let scopes = items(raw)
         .map(|item| {
-            parse_scope(item)
+            parse_allowed_scope(item, vaults)
                 .map_err(|problem| invalid(KEYFLIP_ALLOWED_SCOPES, item, problem, SCOPES_EXPECTED))
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -456,33 +459,51 @@ fn parse_scopes(v: Vars<'_>) -> Result<Vec<String>, ConfigError> {
             SCOPES_EXPECTED,
         ));
     }
-    Ok(scopes)
+    Ok(AllowedScopes(scopes))
 }
 
-/// One scope, without its trailing `/`; the problem otherwise.
-fn parse_scope(raw: &str) -> Result<String, String> {
-    let scope = raw.trim().trim_end_matches('/');
-    let Some(path) = scope.strip_prefix('/') else {
-        return Err("it does not start with /subscriptions/".into());
+/// `scope` or `vault=scope`; the problem otherwise.
+fn parse_allowed_scope(item: &str, vaults: &[VaultEndpoint]) -> Result<AllowedScope, String> {
+    let (vault, scope) = match item.split_once('=') {
+        Some((vault, scope)) if !vault.trim_start().starts_with('/') => (Some(vault.trim()), scope.trim()),
+        _ => (None, item),
     };
-    let parts: Vec<&str> = path.split('/').collect();
-    let word = |i: usize, w: &str| parts.get(i).is_some_and(|p| p.eq_ignore_ascii_case(w));
-    if !word(0, "subscriptions") || parts.len() < 2 {
-        return Err("it does not start with /subscriptions/<id>".into());
+    let vault = vault
+        .map(|name| {
+            let vault = VaultName::parse(name).map_err(|e| e.to_string())?;
+            // With no valid vault list there is nothing to compare to (its own error says so).
+            if !vaults.is_empty() && !vaults.iter().any(|v| v.name == vault) {
+                return Err(format!(
+                    "vault '{vault}' is not one of {KEYFLIP_VAULTS}: add it there or fix the name"
+                ));
+            }
+            Ok(vault)
+        })
+        .transpose()?;
+    Ok(AllowedScope {
+        vault,
+        scope: parse_scope(scope)?,
+    })
+}
+
+/// One scope; the problem otherwise.
+fn parse_scope(raw: &str) -> Result<Scope, String> {
+    let scope = Scope::parse(raw).map_err(|e| e.reason)?;
+    if !is_guid(scope.subscription_id()) {
+        return Err(format!(
+            "subscription id '{}' is not a GUID",
+            crate::domain::untrusted::echo(scope.subscription_id())
+        ));
     }
-    if !is_guid(parts[1]) {
-        return Err(format!("subscription id '{}' is not a GUID", parts[1]));
+    let group = match &scope {
+        Scope::Subscription(_) => None,
+        Scope::ResourceGroup { resource_group, .. } => Some(resource_group.as_str()),
+        Scope::Resource(id) => Some(id.resource_group()),
+    };
+    if group.is_some_and(|rg| !is_resource_group(rg)) {
+        return Err("the resource group name is invalid".into());
     }
-    if parts.len() > 2 && !word(2, "resourceGroups") {
-        return Err(format!("'{}' where resourceGroups was expected", parts[2]));
-    }
-    if parts.len() == 3 || parts.get(3).is_some_and(|rg| !is_resource_group(rg)) {
-        return Err("the resource group name is missing or invalid".into());
-    }
-    if parts.len() > 4 {
-        ArmResourceId::parse(scope).map_err(|e| e.reason.to_string())?;
-    }
-    Ok(scope.to_string())
+    Ok(scope)
 }
 
 /// Resource group names: 1-90 letters, digits, `_`, `-`, `.`, `(`, `)`; not ending with `.`.
@@ -996,14 +1017,16 @@ mod tests {
             KEYFLIP_ALLOWED_SCOPES,
             &format!("/subscriptions/{SUB} , {rg},{id}"),
         )]);
+        let shown: Vec<String> = s.allowed_scopes.0.iter().map(ToString::to_string).collect();
         assert_eq!(
-            s.allowed_scopes,
+            shown,
             [
                 format!("/subscriptions/{SUB}"),
                 format!("/subscriptions/{SUB}/resourceGroups/rg-ai.prod(1)"),
                 id
             ]
         );
+        assert!(s.allowed_scopes.0.iter().all(|item| item.vault.is_none()));
         ok(&[(
             KEYFLIP_ALLOWED_SCOPES,
             &format!("/Subscriptions/{}/resourcegroups/RG", SUB.to_uppercase()),
@@ -1025,6 +1048,10 @@ mod tests {
                 &format!("/subscriptions/{SUB}/providers/Microsoft.Foo"),
                 &format!("/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Foo"),
                 &format!("/subscriptions/{SUB}//resourceGroups/rg"),
+                &format!("/subscriptions/{SUB}/resourceGroups/r\\g"),
+                &format!("/subscriptions/{SUB}/resourceGroups/rg/providers/N/t/x%2f..%2f..%2fy"),
+                &format!("=/subscriptions/{SUB}"),
+                &format!("not_a_vault=/subscriptions/{SUB}"),
             ],
         );
         let e = err(&[(KEYFLIP_ALLOWED_SCOPES, "/subscriptions/prod")]);
@@ -1035,6 +1062,40 @@ mod tests {
         assert_eq!(
             err(&[(KEYFLIP_ALLOWED_SCOPES, " , ")]).setting(),
             KEYFLIP_ALLOWED_SCOPES
+        );
+    }
+
+    #[test]
+    fn a_scope_may_be_bound_to_one_served_vault() {
+        let s = ok(&[
+            (KEYFLIP_VAULTS, "kv-team-a,kv-team-b"),
+            (
+                KEYFLIP_ALLOWED_SCOPES,
+                &format!(
+                    "kv-team-a=/subscriptions/{SUB}/resourceGroups/rg-a, KV-Team-B = /subscriptions/{SUB}"
+                ),
+            ),
+        ]);
+        let items = &s.allowed_scopes.0;
+        assert_eq!(items[0].vault.as_ref().map(|v| v.as_str()), Some("kv-team-a"));
+        assert_eq!(
+            items[0].scope.to_string(),
+            format!("/subscriptions/{SUB}/resourceGroups/rg-a")
+        );
+        assert_eq!(items[1].vault.as_ref().map(|v| v.as_str()), Some("kv-team-b"));
+    }
+
+    #[test]
+    fn a_vault_bound_scope_must_name_a_served_vault() {
+        let e = err(&[
+            (KEYFLIP_VAULTS, "kv-team-a"),
+            (KEYFLIP_ALLOWED_SCOPES, &format!("kv-team-c=/subscriptions/{SUB}")),
+        ]);
+        assert_eq!(e.setting(), KEYFLIP_ALLOWED_SCOPES);
+        let shown = e.to_string();
+        assert!(
+            shown.contains("kv-team-c") && shown.contains("KEYFLIP_VAULTS"),
+            "{shown}"
         );
     }
 
@@ -1272,7 +1333,15 @@ mod tests {
         let defaults = EngineSettings::default();
         let vaults: Vec<_> = engine.vaults.iter().map(VaultName::as_str).collect();
         assert_eq!(vaults, ["kv1", "kv2"]);
-        assert_eq!(engine.allowed_scopes, [format!("/subscriptions/{SUB}")]);
+        assert_eq!(
+            engine
+                .allowed_scopes
+                .0
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            [format!("/subscriptions/{SUB}")]
+        );
         assert_eq!(engine.lead_days, 40);
         assert_eq!(engine.dwell, Duration::from_secs(2 * 3600));
         assert_eq!(engine.pending_timeout, Duration::from_secs(3 * 3600));

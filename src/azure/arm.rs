@@ -22,6 +22,9 @@ use azure_core::http::{ClientOptions, Context, Method, Pipeline, PipelineSendOpt
 use serde_json::Value;
 use url::Url;
 
+use super::urls::with_segments;
+use crate::domain::ArmResourceId;
+
 /// Why a Resource Manager call failed, as the caller must act on it. No variant ever holds a
 /// response body of a successful call, so no key can reach one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -89,31 +92,39 @@ impl ArmClient {
         &self.endpoint
     }
 
-    /// `GET <endpoint><resource_path>?api-version=<api_version>`; the JSON answer (`Null` for an
+    /// `GET <endpoint>/<resource>?api-version=<api_version>`; the JSON answer (`Null` for an
     /// empty body).
-    pub async fn get(&self, resource_path: &str, api_version: &str) -> Result<Value, ArmError> {
-        self.send(Method::Get, resource_path, api_version, None).await
+    pub async fn get(&self, resource: &ArmResourceId, api_version: &str) -> Result<Value, ArmError> {
+        self.send(Method::Get, resource, None, api_version, None).await
     }
 
-    /// `POST <endpoint><path>?api-version=<api_version>` where `path` is a resource id plus an
-    /// optional `/action` (`…/listKeys`), with an optional JSON body. The JSON answer; `Null`
-    /// for an empty body or an accepted long-running operation (202), whose result the caller
-    /// must read another way.
+    /// `POST <endpoint>/<resource>/<action>?api-version=<api_version>` (`listKeys`,
+    /// `regenerateKey`), with an optional JSON body. The JSON answer; `Null` for an empty body
+    /// or an accepted long-running operation (202), whose result the caller must read another
+    /// way.
     ///
     /// The pipeline retries a POST like any request (408, 429, 5xx, I/O): an action that is not
     /// idempotent, such as `regenerateKey`, may run twice; the answer reflects the last run.
-    pub async fn post(&self, path: &str, api_version: &str, body: Option<Value>) -> Result<Value, ArmError> {
-        self.send(Method::Post, path, api_version, body).await
+    pub async fn post(
+        &self,
+        resource: &ArmResourceId,
+        action: &str,
+        api_version: &str,
+        body: Option<Value>,
+    ) -> Result<Value, ArmError> {
+        self.send(Method::Post, resource, Some(action), api_version, body)
+            .await
     }
 
     async fn send(
         &self,
         method: Method,
-        path: &str,
+        resource: &ArmResourceId,
+        action: Option<&str>,
         api_version: &str,
         body: Option<Value>,
     ) -> Result<Value, ArmError> {
-        let url = self.url(path, api_version)?;
+        let url = self.url(resource, action, api_version)?;
         let mut request = Request::new(url, method);
         request.insert_header("accept", "application/json");
         if let Some(body) = body {
@@ -139,22 +150,26 @@ impl ArmClient {
         read_answer(&response)
     }
 
-    fn url(&self, path: &str, api_version: &str) -> Result<Url, ArmError> {
-        if !path.starts_with('/') {
-            return Err(ArmError::Permanent {
+    /// The URL of `resource` (and `action`), built from its parsed segments and checked after
+    /// building: the id that was checked is the id that is called.
+    fn url(
+        &self,
+        resource: &ArmResourceId,
+        action: Option<&str>,
+        api_version: &str,
+    ) -> Result<Url, ArmError> {
+        let mut segments = resource.segments();
+        segments.extend(action);
+        with_segments(&self.endpoint, &segments, &[("api-version", api_version)]).ok_or_else(|| {
+            ArmError::Permanent {
                 status: None,
                 code: "InvalidResourcePath".into(),
-                message: format!("'{path}' is not a resource path: it must start with '/'"),
-            });
-        }
-        let mut url = self.endpoint.clone();
-        let base = self.endpoint.path().trim_end_matches('/');
-        url.set_path(&format!("{base}{path}"));
-        url.set_fragment(None);
-        url.query_pairs_mut()
-            .clear()
-            .append_pair("api-version", api_version);
-        Ok(url)
+                message: format!(
+                    "the URL of {resource} under {} would not name exactly that resource; keyflip refuses to call it",
+                    self.endpoint
+                ),
+            }
+        })
     }
 }
 
@@ -416,6 +431,10 @@ mod tests {
 
     const API: &str = "2025-06-01";
 
+    fn acct() -> ArmResourceId {
+        ArmResourceId::parse(&account_id("acct")).unwrap()
+    }
+
     async fn with_account(kind: &str, extra: Value) -> TestAzure {
         let azure = start().await;
         azure
@@ -428,19 +447,12 @@ mod tests {
     async fn get_and_post_answer_json() {
         let azure = with_account("OpenAI", json!({})).await;
         let arm = azure.arm();
-        let account = arm.get(&account_id("acct"), API).await.unwrap();
+        let account = arm.get(&acct(), API).await.unwrap();
         assert_eq!(account["kind"], "OpenAI");
-        let keys = arm
-            .post(&format!("{}/listKeys", account_id("acct")), API, None)
-            .await
-            .unwrap();
+        let keys = arm.post(&acct(), "listKeys", API, None).await.unwrap();
         assert_eq!(keys["key1"], "acct-key1-value");
         let regenerated = arm
-            .post(
-                &format!("{}/regenerateKey", account_id("acct")),
-                API,
-                Some(json!({"keyName": "Key2"})),
-            )
+            .post(&acct(), "regenerateKey", API, Some(json!({"keyName": "Key2"})))
             .await
             .unwrap();
         assert_ne!(regenerated["key2"], "acct-key2-value");
@@ -452,7 +464,11 @@ mod tests {
     #[tokio::test]
     async fn a_missing_resource_is_not_found() {
         let azure = with_account("OpenAI", json!({})).await;
-        let error = azure.arm().get(&account_id("nope"), API).await.unwrap_err();
+        let error = azure
+            .arm()
+            .get(&ArmResourceId::parse(&account_id("nope")).unwrap(), API)
+            .await
+            .unwrap_err();
         let ArmError::NotFound { code, message } = &error else {
             panic!("expected NotFound, got {error:?}");
         };
@@ -465,7 +481,7 @@ mod tests {
         let azure = with_account("OpenAI", json!({"allowed_principals": ["someone-else"]})).await;
         let error = azure
             .arm()
-            .post(&format!("{}/listKeys", account_id("acct")), API, None)
+            .post(&acct(), "listKeys", API, None)
             .await
             .unwrap_err();
         assert!(
@@ -474,11 +490,7 @@ mod tests {
         );
         assert!(error.to_string().contains("listKeys/action"), "{error}");
 
-        let error = azure
-            .arm()
-            .get(&account_id("acct"), "1999-01-01")
-            .await
-            .unwrap_err();
+        let error = azure.arm().get(&acct(), "1999-01-01").await.unwrap_err();
         assert!(
             matches!(&error, ArmError::Permanent { status: Some(400), code, .. } if code == "NoRegisteredProviderFound"),
             "{error:?}"
@@ -494,7 +506,7 @@ mod tests {
                           "message": "first line\r\nsecond \"quoted\" line"}),
             )
             .await;
-        let error = azure.arm().get(&account_id("acct"), API).await.unwrap_err();
+        let error = azure.arm().get(&acct(), API).await.unwrap_err();
         assert_eq!(
             error,
             ArmError::Permanent {
@@ -511,11 +523,7 @@ mod tests {
         azure
             .fault(json!({"operation": "Accounts_ListKeys", "status": 500, "count": 1}))
             .await;
-        let keys = azure
-            .arm()
-            .post(&format!("{}/listKeys", account_id("acct")), API, None)
-            .await
-            .unwrap();
+        let keys = azure.arm().post(&acct(), "listKeys", API, None).await.unwrap();
         assert_eq!(keys["key2"], "acct-key2-value");
         let statuses: Vec<u16> = azure
             .calls("Accounts_ListKeys")
@@ -533,7 +541,7 @@ mod tests {
             .fault(json!({"operation": "Accounts_Get", "status": 429, "count": 5}))
             .await;
         let started = Instant::now();
-        let error = azure.arm().get(&account_id("acct"), API).await.unwrap_err();
+        let error = azure.arm().get(&acct(), API).await.unwrap_err();
         assert!(
             matches!(
                 error,
@@ -561,7 +569,7 @@ mod tests {
             azure.credential(),
             azure.client_options(),
         );
-        let error = arm.get(&account_id("acct"), API).await.unwrap_err();
+        let error = arm.get(&acct(), API).await.unwrap_err();
         assert!(
             matches!(error, ArmError::Transient { status: None, .. }),
             "{error:?}"
@@ -577,7 +585,7 @@ mod tests {
             azure.credential(),
             azure.client_options(),
         );
-        let error = arm.get(&account_id("acct"), API).await.unwrap_err();
+        let error = arm.get(&acct(), API).await.unwrap_err();
         assert!(
             matches!(error, ArmError::Permanent { status: None, .. }),
             "{error:?}"
@@ -654,13 +662,18 @@ mod tests {
             Arc::new(NoCredential),
             ClientOptions::default(),
         );
+        let id = ArmResourceId::parse("/subscriptions/s/resourceGroups/rg/providers/P/t/n").unwrap();
         assert_eq!(
-            arm.url("/subscriptions/s/resourceGroups/rg/providers/P/t/n/listKeys", API)
-                .unwrap()
-                .as_str(),
+            arm.url(&id, Some("listKeys"), API).unwrap().as_str(),
             "https://management.azure.com/subscriptions/s/resourceGroups/rg/providers/P/t/n/listKeys?api-version=2025-06-01"
         );
-        assert!(arm.url("subscriptions/s", API).is_err());
+        assert_eq!(
+            arm.url(&id, None, API).unwrap().as_str(),
+            "https://management.azure.com/subscriptions/s/resourceGroups/rg/providers/P/t/n?api-version=2025-06-01"
+        );
+        // An action that is not one segment is refused rather than reinterpreted.
+        assert!(arm.url(&id, Some("../../x"), API).is_err());
+        assert!(arm.url(&id, Some(".."), API).is_err());
     }
 
     #[derive(Debug)]

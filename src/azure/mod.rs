@@ -1,6 +1,7 @@
-//! Azure access: the HTTP transport every client shares, credential selection, and the
-//! Resource Manager client.
+//! Azure access: the HTTP transport every client shares, credential selection, the Resource
+//! Manager client, and URLs built from segments.
 
 pub mod arm;
 pub mod credential;
 pub mod transport;
+pub mod urls;

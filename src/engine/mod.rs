@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::Clock;
-use crate::domain::{SecretName, SecretVersion, VaultName};
+use crate::domain::{AllowedScopes, SecretName, SecretVersion, VaultName};
 use crate::providers::Providers;
 use crate::store::SecretStore;
 pub use result::{
@@ -28,8 +28,8 @@ pub use result::{
 pub struct EngineSettings {
     /// Vaults keyflip serves (KEYFLIP_VAULTS).
     pub vaults: Vec<VaultName>,
-    /// ARM scopes whose resources may be rotated (KEYFLIP_ALLOWED_SCOPES).
-    pub allowed_scopes: Vec<String>,
+    /// ARM scopes whose resources may be rotated, per vault (KEYFLIP_ALLOWED_SCOPES).
+    pub allowed_scopes: AllowedScopes,
     /// How long before `exp` the sweep rotates (KEYFLIP_LEAD_DAYS).
     pub lead_days: u32,
     /// Minimum age of the latest version before the next rotation (KEYFLIP_DWELL_HOURS).
@@ -47,7 +47,7 @@ impl Default for EngineSettings {
     fn default() -> Self {
         Self {
             vaults: Vec::new(),
-            allowed_scopes: Vec::new(),
+            allowed_scopes: AllowedScopes::default(),
             lead_days: 30,
             dwell: Duration::from_secs(24 * 3600),
             pending_timeout: Duration::from_secs(6 * 3600),

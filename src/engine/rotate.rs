@@ -437,16 +437,14 @@ impl Engine {
         facts.provider = Some(provider.name().to_string());
         Span::current().record("provider", provider.name());
         let resource: &ArmResourceId = &parsed.provider_address;
-        if !self
-            .settings
-            .allowed_scopes
-            .iter()
-            .any(|scope| resource.is_within(scope))
-        {
+        if !self.settings.allowed_scopes.permits(&request.vault, resource) {
             return Err(failed(
                 FailReason::NotAllowed,
                 format!(
-                    "tag ProviderAddress names {resource}, which is outside KEYFLIP_ALLOWED_SCOPES: add its subscription or resource group to that setting to rotate it"
+                    "tag ProviderAddress names {resource}, which is outside the KEYFLIP_ALLOWED_SCOPES of vault {} ({}): add its subscription or resource group to that setting (as {}=<scope> to allow it for this vault only) to rotate it",
+                    request.vault,
+                    self.settings.allowed_scopes.describe_for(&request.vault),
+                    request.vault
                 ),
             ));
         }

@@ -22,6 +22,7 @@ use url::Url;
 
 use super::{KeyCheck, KeyPair, KeyProvider, ProviderError, ResourceInfo, Verification};
 use crate::azure::arm::{ArmClient, ArmError, error_body, error_chain, one_line, truncate};
+use crate::azure::urls::with_segments;
 use crate::domain::{ApiKey, ArmResourceId, Slot};
 
 /// The Resource Manager api-version of every account call.
@@ -35,22 +36,39 @@ const SUBSCRIPTION_KEY: &str = "Ocp-Apim-Subscription-Key";
 /// How long one data-plane check may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The documented checks of single-service kinds on their custom subdomain: the path after
-/// `{endpoint}`.
-const SUBDOMAIN_CHECKS: &[(&str, &str)] = &[
+/// A data-plane path after `{endpoint}`: its segments and its query.
+type CheckPath = (&'static [&'static str], &'static [(&'static str, &'static str)]);
+
+/// The OpenAI model list, after the OpenAI endpoint.
+const OPENAI_MODELS: CheckPath = (
+    &["openai", "models"],
+    &[("api-version", OPENAI_MODELS_API_VERSION)],
+);
+
+/// The documented checks of single-service kinds on their custom subdomain.
+const SUBDOMAIN_CHECKS: &[(&str, CheckPath)] = &[
     (
         "FormRecognizer",
-        "documentintelligence/info?api-version=2024-11-30",
+        (
+            &["documentintelligence", "info"],
+            &[("api-version", "2024-11-30")],
+        ),
     ),
     (
         "ContentSafety",
-        "contentsafety/text/blocklists?api-version=2024-09-01",
+        (
+            &["contentsafety", "text", "blocklists"],
+            &[("api-version", "2024-09-01")],
+        ),
     ),
     (
         "TextAnalytics",
-        "language/authoring/analyze-text/projects?api-version=2023-04-01&top=1",
+        (
+            &["language", "authoring", "analyze-text", "projects"],
+            &[("api-version", "2023-04-01"), ("top", "1")],
+        ),
     ),
-    ("ComputerVision", "vision/v3.2/models"),
+    ("ComputerVision", (&["vision", "v3.2", "models"], &[])),
 ];
 
 /// The Azure AI services provider.
@@ -119,18 +137,17 @@ pub fn key_check(kind: &str, properties: &Value) -> Option<KeyCheck> {
             None if is("OpenAI") => properties.get("endpoint").and_then(Value::as_str)?,
             None => return None,
         };
-        let base = https_base(endpoint)?;
+        let (segments, query) = OPENAI_MODELS;
         return Some(KeyCheck {
             method: "GET",
-            url: format!("{base}openai/models?api-version={OPENAI_MODELS_API_VERSION}"),
+            url: with_segments(&https_base(endpoint)?, segments, query)?,
             header: API_KEY,
         });
     }
-    let (_, path) = SUBDOMAIN_CHECKS.iter().find(|(k, _)| is(k))?;
-    let base = custom_subdomain_endpoint(properties)?;
+    let (_, (segments, query)) = SUBDOMAIN_CHECKS.iter().find(|(k, _)| is(k))?;
     Some(KeyCheck {
         method: "GET",
-        url: format!("{base}{path}"),
+        url: with_segments(&custom_subdomain_endpoint(properties)?, segments, query)?,
         header: SUBSCRIPTION_KEY,
     })
 }
@@ -234,7 +251,7 @@ impl KeyProvider for CognitiveServices {
     async fn describe(&self, resource: &ArmResourceId) -> Result<ResourceInfo, ProviderError> {
         let account = self
             .arm
-            .get(&resource.to_string(), API_VERSION)
+            .get(resource, API_VERSION)
             .await
             .map_err(|e| provider_error("reading the account", resource, e))?;
         Ok(resource_info(&account))
@@ -244,7 +261,7 @@ impl KeyProvider for CognitiveServices {
         let doing = "listing the keys of";
         let answer = self
             .arm
-            .post(&format!("{resource}/listKeys"), API_VERSION, None)
+            .post(resource, "listKeys", API_VERSION, None)
             .await
             .map_err(|e| provider_error(doing, resource, e))?;
         key_pair(&answer).ok_or_else(|| {
@@ -259,7 +276,7 @@ impl KeyProvider for CognitiveServices {
         let body = json!({ "keyName": key_name(slot) });
         let answer = self
             .arm
-            .post(&format!("{resource}/regenerateKey"), API_VERSION, Some(body))
+            .post(resource, "regenerateKey", API_VERSION, Some(body))
             .await
             .map_err(|e| provider_error(&doing, resource, e))?;
         // The 2025-06-01 contract answers 200 with both keys; a 202 or an empty body means the
@@ -274,9 +291,10 @@ impl KeyProvider for CognitiveServices {
         let Some(check) = &info.check else {
             return Verification::Inconclusive("the resource has no trustworthy data-plane check".into());
         };
-        let host = Url::parse(&check.url)
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_string))
+        let host = check
+            .url
+            .host_str()
+            .map(str::to_string)
             .unwrap_or_else(|| "the data plane".into());
         let Ok(method) = reqwest::Method::from_bytes(check.method.as_bytes()) else {
             return Verification::Inconclusive(format!("the check's method '{}' is not HTTP", check.method));
@@ -287,7 +305,7 @@ impl KeyProvider for CognitiveServices {
         value.set_sensitive(true);
         let mut request = self
             .http
-            .request(method.clone(), &check.url)
+            .request(method.clone(), check.url.clone())
             .header(check.header, value)
             .timeout(CHECK_TIMEOUT);
         if method == reqwest::Method::POST {
@@ -369,7 +387,7 @@ mod tests {
     fn checks_exist_only_where_documented() {
         let sub =
             json!({"customSubDomainName": "acct", "endpoint": "https://acct.cognitiveservices.azure.com/"});
-        let check = |kind: &str, props: &Value| key_check(kind, props).map(|c| (c.url, c.header));
+        let check = |kind: &str, props: &Value| key_check(kind, props).map(|c| (c.url.to_string(), c.header));
         assert_eq!(
             check("FormRecognizer", &sub),
             Some((
@@ -413,7 +431,7 @@ mod tests {
         assert_eq!(
             check("openai", &openai),
             Some((
-                "https://acct.openai.azure.com/openai/models?api-version=2024-10-21".into(),
+                "https://acct.openai.azure.com/openai/models?api-version=2024-10-21".to_string(),
                 API_KEY
             ))
         );
@@ -432,7 +450,9 @@ mod tests {
                 keys_disabled: false,
                 check: Some(KeyCheck {
                     method: "GET",
-                    url: "https://aoai.openai.azure.com/openai/models?api-version=2024-10-21".into(),
+                    url: "https://aoai.openai.azure.com/openai/models?api-version=2024-10-21"
+                        .parse()
+                        .unwrap(),
                     header: "api-key",
                 }),
             }
@@ -446,7 +466,7 @@ mod tests {
         assert_eq!(info.kind.as_deref(), Some("AIServices"));
         let check = info.check.unwrap();
         assert_eq!(
-            check.url,
+            check.url.as_str(),
             "https://foundry.openai.azure.com/openai/models?api-version=2024-10-21"
         );
         assert_eq!(check.header, "api-key");
@@ -467,7 +487,11 @@ mod tests {
             let (_azure, provider, id) = with_account("acct", kind, json!({})).await;
             let info = provider.describe(&id).await.unwrap();
             assert_eq!(info.kind.as_deref(), Some(kind));
-            assert_eq!(info.check.map(|c| c.url).as_deref(), expected, "{kind}");
+            assert_eq!(
+                info.check.map(|c| c.url.to_string()).as_deref(),
+                expected,
+                "{kind}"
+            );
         }
         // Without a custom subdomain there is no endpoint of the account's own.
         let (_azure, provider, id) =
@@ -740,7 +764,9 @@ mod tests {
         let unreachable = ResourceInfo {
             check: Some(KeyCheck {
                 method: "GET",
-                url: "https://acct.openai.example.invalid/openai/models".into(),
+                url: "https://acct.openai.example.invalid/openai/models"
+                    .parse()
+                    .unwrap(),
                 header: API_KEY,
             }),
             ..info.clone()

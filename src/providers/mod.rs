@@ -40,7 +40,8 @@ impl KeyPair {
 pub struct KeyCheck {
     /// `GET` or `POST`.
     pub method: &'static str,
-    pub url: String,
+    /// Built from segments on the endpoint Resource Manager reported for the resource.
+    pub url: url::Url,
     /// The header the key goes in (`api-key`, `Ocp-Apim-Subscription-Key`).
     pub header: &'static str,
 }
