@@ -1,5 +1,6 @@
 //! The command line: `serve` (what the Functions host runs), `rotate` (the engine from a
-//! terminal), `demo` (everything offline against the local stand-in of Azure).
+//! terminal, and `rotate --repair`, which only a person at a terminal can run: the HTTP
+//! surface has no repair), `demo` (everything offline against the local stand-in of Azure).
 
 use clap::{Parser, Subcommand};
 
@@ -33,6 +34,11 @@ pub enum Command {
         /// Rotate even inside the dwell.
         #[arg(long)]
         force: bool,
+        /// Regenerate nothing: publish the active slot's current key as a new version, for a
+        /// secret whose value is neither of the resource's keys (`failed:unknown-key`). Runs
+        /// under your own credentials; refused when the CredentialId tag lies.
+        #[arg(long, conflicts_with = "force")]
+        repair: bool,
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,

@@ -64,8 +64,16 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             secret,
             dry_run,
             force,
+            repair,
             json,
-        } => rotate(&vault, &secret, dry_run, force, json).await,
+        } => {
+            let mode = RotateMode {
+                dry_run,
+                force,
+                repair,
+            };
+            rotate(&vault, &secret, mode, json).await
+        }
         Command::Demo { json } => demo(json).await,
     }
 }
@@ -119,7 +127,14 @@ async fn serve(port: Option<u16>) -> Result<(), Failure> {
         .map_err(|e| Failure::new(1, format!("the server failed: {e}")))
 }
 
-async fn rotate(vault: &str, secret: &str, dry_run: bool, force: bool, json: bool) -> Result<(), Failure> {
+/// What `keyflip rotate` was asked to do.
+struct RotateMode {
+    dry_run: bool,
+    force: bool,
+    repair: bool,
+}
+
+async fn rotate(vault: &str, secret: &str, mode: RotateMode, json: bool) -> Result<(), Failure> {
     let vars = env_vars();
     start_telemetry(&vars)?;
     let vault = VaultName::parse(vault).map_err(|e| Failure::new(2, e.to_string()))?;
@@ -131,11 +146,14 @@ async fn rotate(vault: &str, secret: &str, dry_run: bool, force: bool, json: boo
         secret,
         trigger: TriggerKind::Manual,
         event_version: None,
-        dry_run,
-        force,
+        dry_run: mode.dry_run,
+        force: mode.force,
         budget: settings.manual_budget,
     };
-    let result = engine.rotate(request).await;
+    let result = match mode.repair {
+        true => engine.repair(request).await,
+        false => engine.rotate(request).await,
+    };
     if json {
         println!("{}", serde_json::to_string(&result).unwrap_or_default());
     } else {

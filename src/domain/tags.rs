@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::arm_id::{ArmIdError, ArmResourceId};
+use super::untrusted::echo;
 
 pub const CREDENTIAL_ID: &str = "CredentialId";
 pub const PROVIDER_ADDRESS: &str = "ProviderAddress";
@@ -24,6 +25,8 @@ pub const PENDING_SINCE: &str = "PendingSince";
 pub const MAX_TAGS: usize = 15;
 /// Event Grid's fixed `SecretNearExpiry` lead, in days.
 pub const EVENT_GRID_LEAD_DAYS: u32 = 30;
+/// The longest `ValidityPeriodDays` accepted (ten years).
+pub const MAX_VALIDITY_DAYS: u32 = 3650;
 
 /// Tags as Key Vault stores them.
 pub type Tags = BTreeMap<String, String>;
@@ -35,20 +38,27 @@ pub enum TagError {
     Missing(&'static str),
     #[error("tag ProviderAddress is invalid: {0}")]
     ProviderAddress(#[from] ArmIdError),
-    #[error("tag ValidityPeriodDays is '{0}': set it to a whole number of days, e.g. 60")]
+    #[error("tag ValidityPeriodDays is '{}': set it to a whole number of days, e.g. 60", echo(.0))]
     ValidityNotANumber(String),
+    #[error(
+        "tag ValidityPeriodDays is {0}, outside 1-3650: set it to a whole number of days up to ten years, e.g. 60"
+    )]
+    ValidityOutOfRange(u64),
     #[error(
         "tag ValidityPeriodDays is {days} but must be more than {minimum} (the lead and Event Grid's fixed 30-day warning): a shorter validity re-triggers rotation at once"
     )]
     ValidityTooShort { days: u32, minimum: u32 },
-    #[error("tag VerifyKey is '{0}': use true or false")]
+    #[error("tag VerifyKey is '{}': use true or false", echo(.0))]
     VerifyKey(String),
     #[error(
-        "tag PendingSince is '{0}': keyflip writes it as RFC 3339; remove PendingSlot and PendingSince to start afresh"
+        "tag PendingSince is '{}': keyflip writes it as RFC 3339; remove PendingSlot and PendingSince to start afresh",
+        echo(.0)
     )]
     PendingSince(String),
     #[error("tag PendingSlot is set without PendingSince: remove PendingSlot to start afresh")]
     PendingWithoutSince,
+    #[error("tag PendingSince is set without PendingSlot: remove PendingSince to start afresh")]
+    PendingWithoutSlot,
     #[error(
         "the secret would carry {0} tags, over Key Vault's limit of 15: remove tags keyflip does not need"
     )]
@@ -97,9 +107,7 @@ impl RotationTags {
         let address = tag(tags, PROVIDER_ADDRESS).ok_or(TagError::Missing(PROVIDER_ADDRESS))?;
         let provider_address = ArmResourceId::parse(address)?;
         let validity = tag(tags, VALIDITY_PERIOD_DAYS).ok_or(TagError::Missing(VALIDITY_PERIOD_DAYS))?;
-        let validity_days: u32 = validity
-            .parse()
-            .map_err(|_| TagError::ValidityNotANumber(validity.to_string()))?;
+        let validity_days = parse_validity(validity)?;
         let minimum = lead_days.max(EVENT_GRID_LEAD_DAYS);
         if validity_days <= minimum {
             return Err(TagError::ValidityTooShort {
@@ -114,7 +122,8 @@ impl RotationTags {
             Some(other) => return Err(TagError::VerifyKey(other.to_string())),
         };
         let pending = match (tag(tags, PENDING_SLOT), tag(tags, PENDING_SINCE)) {
-            (None, _) => None,
+            (None, None) => None,
+            (None, Some(_)) => return Err(TagError::PendingWithoutSlot),
             (Some(_), None) => return Err(TagError::PendingWithoutSince),
             (Some(slot), Some(since)) => Some(Pending {
                 slot: slot.to_string(),
@@ -129,6 +138,19 @@ impl RotationTags {
             verify_key,
             pending,
         })
+    }
+}
+
+/// `ValidityPeriodDays`: a whole number of days in 1-3650 (digits only: no sign, no fraction).
+fn parse_validity(raw: &str) -> Result<u32, TagError> {
+    if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(TagError::ValidityNotANumber(raw.to_string()));
+    }
+    // All digits: only an overflow can fail, and an overflow is out of range too.
+    let days: u64 = raw.parse().unwrap_or(u64::MAX);
+    match u32::try_from(days) {
+        Ok(days) if (1..=MAX_VALIDITY_DAYS).contains(&days) => Ok(days),
+        _ => Err(TagError::ValidityOutOfRange(days)),
     }
 }
 
@@ -245,6 +267,7 @@ mod tests {
         assert!(with("ValidityPeriodDays", "30").contains("more than 30"));
         assert!(with("VerifyKey", "maybe").contains("VerifyKey"));
         assert!(with("PendingSlot", "key2").contains("PendingSince"));
+        assert!(with("PendingSince", "2026-01-01T00:00:00Z").contains("without PendingSlot"));
         assert_eq!(
             RotationTags::parse(&valid(), 60).unwrap_err(),
             TagError::ValidityTooShort {
@@ -252,6 +275,29 @@ mod tests {
                 minimum: 60
             }
         );
+    }
+
+    #[test]
+    fn validity_is_a_whole_number_of_days_up_to_ten_years() {
+        let with = |value: &str| {
+            let mut t = valid();
+            t.insert("ValidityPeriodDays".into(), value.into());
+            RotationTags::parse(&t, 30)
+        };
+        assert_eq!(with("3650").unwrap().validity_days, 3650);
+        assert_eq!(with("31").unwrap().validity_days, 31);
+        assert_eq!(with("3651"), Err(TagError::ValidityOutOfRange(3651)));
+        assert_eq!(with("3000000"), Err(TagError::ValidityOutOfRange(3_000_000)));
+        assert_eq!(with("0"), Err(TagError::ValidityOutOfRange(0)));
+        assert_eq!(
+            with("99999999999999999999999"),
+            Err(TagError::ValidityOutOfRange(u64::MAX))
+        );
+        for bad in ["-60", "+60", "60.0", "6e1", "sixty", "٦٠", "0x3c"] {
+            assert!(matches!(with(bad), Err(TagError::ValidityNotANumber(_))), "{bad}");
+        }
+        let shown = with(&format!("1\n{}", "9".repeat(500))).unwrap_err().to_string();
+        assert!(shown.len() < 400 && !shown.contains('\n'), "{shown}");
     }
 
     #[test]

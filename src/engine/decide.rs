@@ -62,18 +62,13 @@ pub enum PendingState {
     Expired { since: OffsetDateTime },
 }
 
-/// Interprets `pending` for the idle slot; a mark naming another slot is ignored (it cannot be
-/// acted on: the other slot is the active one).
-pub fn pending_state(
-    pending: Option<&Pending>,
-    names_idle_slot: bool,
-    now: OffsetDateTime,
-    timeout: Duration,
-) -> PendingState {
+/// Interprets a pending mark already checked to name the idle slot (the engine refuses any
+/// other as a misconfiguration before this).
+pub fn pending_state(pending: Option<&Pending>, now: OffsetDateTime, timeout: Duration) -> PendingState {
     match pending {
-        Some(p) if names_idle_slot && now - p.since > timeout => PendingState::Expired { since: p.since },
-        Some(p) if names_idle_slot => PendingState::Resume { since: p.since },
-        _ => PendingState::None,
+        Some(p) if now - p.since > timeout => PendingState::Expired { since: p.since },
+        Some(p) => PendingState::Resume { since: p.since },
+        None => PendingState::None,
     }
 }
 
@@ -136,24 +131,20 @@ mod tests {
     }
 
     #[test]
-    fn pending_marks_resume_expire_or_are_ignored() {
+    fn pending_marks_resume_or_expire() {
         let timeout = Duration::from_secs(6 * 3600);
         let mark = Pending {
             slot: "key2".into(),
             since: at(0),
         };
         assert_eq!(
-            pending_state(Some(&mark), true, at(6 * 3600), timeout),
+            pending_state(Some(&mark), at(6 * 3600), timeout),
             PendingState::Resume { since: at(0) }
         );
         assert_eq!(
-            pending_state(Some(&mark), true, at(6 * 3600 + 1), timeout),
+            pending_state(Some(&mark), at(6 * 3600 + 1), timeout),
             PendingState::Expired { since: at(0) }
         );
-        assert_eq!(
-            pending_state(Some(&mark), false, at(1), timeout),
-            PendingState::None
-        );
-        assert_eq!(pending_state(None, true, at(1), timeout), PendingState::None);
+        assert_eq!(pending_state(None, at(1), timeout), PendingState::None);
     }
 }

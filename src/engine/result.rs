@@ -37,6 +37,8 @@ pub enum SkipReason {
     NotManaged,
     /// The event type does not ask for a rotation.
     Ignored,
+    /// A repair found the latest version already holding the active slot's key.
+    NothingToRepair,
 }
 
 /// Why a rotation failed.
@@ -50,6 +52,9 @@ pub enum FailReason {
     NotFound,
     /// The `CredentialId` tag names a slot whose key is not the published one.
     PointerMismatch,
+    /// The published value is neither of the resource's keys (or both keys are equal): the
+    /// secret's writer has not shown that they hold a key of this resource (I8).
+    UnknownKey,
     /// Key authentication is disabled on the resource.
     KeysDisabled,
     /// The resource kind has no trustworthy key check and the secret does not opt out.
@@ -62,14 +67,18 @@ pub enum FailReason {
     Transient,
     /// Azure refused in a way retrying will not fix.
     Azure,
-    /// The event could not be understood.
+    /// The event could not be understood, or its sources disagree.
     BadEvent,
+    /// keyflip failed unexpectedly (a bug) while rotating this secret.
+    Internal,
 }
 
 /// The outcome of one rotation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Rotated,
+    /// `keyflip rotate --repair` published the active slot's current key.
+    Repaired,
     Pending,
     Planned,
     Skipped(SkipReason),
@@ -91,6 +100,7 @@ impl Outcome {
     pub fn label(self) -> String {
         match self {
             Outcome::Rotated => "rotated".into(),
+            Outcome::Repaired => "repaired".into(),
             Outcome::Pending => "pending".into(),
             Outcome::Planned => "planned".into(),
             Outcome::Skipped(reason) => format!("skipped:{}", skip_label(reason)),
@@ -100,7 +110,7 @@ impl Outcome {
 
     pub fn class(self) -> Class {
         match self {
-            Outcome::Rotated | Outcome::Planned | Outcome::Skipped(_) => Class::Success,
+            Outcome::Rotated | Outcome::Repaired | Outcome::Planned | Outcome::Skipped(_) => Class::Success,
             Outcome::Pending | Outcome::Failed(FailReason::Transient | FailReason::Locked) => {
                 Class::Transient
             }
@@ -117,6 +127,7 @@ fn skip_label(reason: SkipReason) -> &'static str {
         SkipReason::NotDue => "not-due",
         SkipReason::NotManaged => "not-managed",
         SkipReason::Ignored => "ignored",
+        SkipReason::NothingToRepair => "nothing-to-repair",
     }
 }
 
@@ -126,6 +137,7 @@ fn fail_label(reason: FailReason) -> &'static str {
         FailReason::NotAllowed => "not-allowed",
         FailReason::NotFound => "not-found",
         FailReason::PointerMismatch => "pointer-mismatch",
+        FailReason::UnknownKey => "unknown-key",
         FailReason::KeysDisabled => "keys-disabled",
         FailReason::NoTrustworthyCheck => "no-trustworthy-check",
         FailReason::VerificationTimeout => "verification-timeout",
@@ -133,6 +145,7 @@ fn fail_label(reason: FailReason) -> &'static str {
         FailReason::Transient => "transient",
         FailReason::Azure => "azure",
         FailReason::BadEvent => "bad-event",
+        FailReason::Internal => "internal",
     }
 }
 
@@ -249,5 +262,12 @@ mod tests {
             Class::Permanent
         );
         assert_eq!(Outcome::Skipped(SkipReason::Stale).class(), Class::Success);
+        assert_eq!(
+            Outcome::Failed(FailReason::UnknownKey).label(),
+            "failed:unknown-key"
+        );
+        assert_eq!(Outcome::Failed(FailReason::UnknownKey).class(), Class::Permanent);
+        assert_eq!(Outcome::Failed(FailReason::Internal).label(), "failed:internal");
+        assert_eq!(Outcome::Repaired.class(), Class::Success);
     }
 }

@@ -18,6 +18,7 @@ use tracing::{Instrument, Span, field};
 use super::decide::{self, PendingState};
 use super::{Engine, FailReason, Outcome, RotationRequest, RotationResult, SkipReason, TriggerKind};
 use crate::domain::tags::{self, RotationTags, Tags};
+use crate::domain::untrusted::echo;
 use crate::domain::{ApiKey, ArmResourceId, Slot};
 use crate::providers::{KeyPair, KeyProvider, ProviderError, ResourceInfo, Verification};
 use crate::store::{LoadedSecret, NewVersion, StoreError};
@@ -82,9 +83,107 @@ fn rfc3339(at: OffsetDateTime) -> String {
         .unwrap_or_else(|_| at.unix_timestamp().to_string())
 }
 
+/// How far ahead of keyflip's clock a `PendingSince` may be (clock skew between instances).
+const PENDING_CLOCK_SKEW: time::Duration = time::Duration::minutes(5);
+
+/// `exp` of a version published at `now`: `now + days`, checked (never panics).
+fn expiry(now: OffsetDateTime, days: u32) -> Result<OffsetDateTime, Finish> {
+    now.checked_add(time::Duration::days(i64::from(days))).ok_or_else(|| {
+        failed(
+            FailReason::Misconfigured,
+            format!("tag ValidityPeriodDays is {days}, which puts the expiry past the year 9999: use fewer days"),
+        )
+    })
+}
+
+/// A pending mark keyflip could have written: the idle slot of this resource, since a moment
+/// that is not in the future. Anything else was written by someone else: a misconfiguration,
+/// reported before anything is touched.
+fn check_pending(
+    pending: &tags::Pending,
+    provider: &dyn KeyProvider,
+    active: Slot,
+    now: OffsetDateTime,
+) -> Result<(), Finish> {
+    let fix = "remove the tags PendingSlot and PendingSince from the latest version to start afresh";
+    match provider.slot_from_tag(&pending.slot) {
+        None => {
+            return Err(failed(
+                FailReason::Misconfigured,
+                format!(
+                    "tag PendingSlot is '{}', which is not a slot of this resource (use {} or {}): {fix}",
+                    echo(&pending.slot),
+                    provider.slot_tag(Slot::First),
+                    provider.slot_tag(Slot::Second)
+                ),
+            ));
+        }
+        Some(slot) if slot == active => {
+            return Err(failed(
+                FailReason::Misconfigured,
+                format!(
+                    "tag PendingSlot names {}, the active slot: keyflip only ever marks the idle slot pending, and regenerating the active one would break every consumer; {fix}",
+                    provider.slot_tag(active)
+                ),
+            ));
+        }
+        Some(_) => {}
+    }
+    if pending.since > now + PENDING_CLOCK_SKEW {
+        return Err(failed(
+            FailReason::Misconfigured,
+            format!(
+                "tag PendingSince is {}, in the future (keyflip's clock says {}): {fix}",
+                rfc3339(pending.since),
+                rfc3339(now)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// How to repair a secret whose value is not the active slot's key: a person's act.
+fn repair_hint(secret: &crate::domain::SecretName, plan: &Plan) -> String {
+    format!(
+        "to repair, run `keyflip rotate --repair --vault <vault> --secret {secret}` from a terminal under your own credentials: it publishes the current {} key as a new version and regenerates nothing",
+        plan.active_tag
+    )
+}
+
+/// The refusal of a published value that is neither of the resource's keys (I8). Says whether
+/// the value differs from a key only by surrounding whitespace, without printing either.
+fn unknown_key_message(secret: &LoadedSecret, plan: &Plan, keys: &KeyPair) -> String {
+    let trimmed = ApiKey::new(secret.value.expose().trim());
+    let near = keys
+        .slot_of(&trimmed)
+        .map(|slot| {
+            format!(
+                " (it differs from {} only by surrounding whitespace: whoever wrote it added a newline or spaces)",
+                plan.provider.slot_tag(slot)
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "the latest version's value is neither of the resource's keys{near}: keyflip cannot tell which key consumers use, and the secret's writer has not shown that they hold a key of this resource, so it changes nothing; {}",
+        repair_hint(&secret.name, plan)
+    )
+}
+
 impl Engine {
     /// Rotates one secret as the request asks. Never panics on Azure's answers; always reports.
     pub async fn rotate(&self, request: RotationRequest) -> RotationResult {
+        self.execute(request, Work::Rotate).await
+    }
+
+    /// `keyflip rotate --repair` (a person's act, from a terminal, never over HTTP): publishes
+    /// the active slot's current key as a new version of a secret whose value is neither of the
+    /// resource's keys, regenerating nothing. Refuses when the value is the idle slot's key
+    /// (the tag lies) or both keys are equal; does nothing when the value is already right.
+    pub async fn repair(&self, request: RotationRequest) -> RotationResult {
+        self.execute(request, Work::Repair).await
+    }
+
+    async fn execute(&self, request: RotationRequest, work: Work) -> RotationResult {
         let started = Instant::now();
         let span = tracing::info_span!(
             "rotation",
@@ -98,7 +197,7 @@ impl Engine {
         );
         let mut facts = Facts::default();
         let ended = self
-            .run(&request, &mut facts, started)
+            .run(&request, work, &mut facts, started)
             .instrument(span.clone())
             .await;
         let Finish { outcome, message } = match ended {
@@ -144,6 +243,7 @@ impl Engine {
     async fn run(
         &self,
         request: &RotationRequest,
+        work: Work,
         facts: &mut Facts,
         started: Instant,
     ) -> Result<Finish, Finish> {
@@ -204,6 +304,9 @@ impl Engine {
 
         // 2. Validate.
         let plan = self.validate(request, &secret, facts)?;
+        if work == Work::Repair {
+            return self.repair_secret(request, &secret, &plan, facts, deadline).await;
+        }
 
         // 3b. The resource: key authentication on, a trustworthy check, the pointer true.
         let resource = &plan.tags.provider_address;
@@ -240,31 +343,18 @@ impl Engine {
             )
             .await?
             .map_err(|e| provider_failure(e, "listing the resource's keys"))?;
-        let published_key_dead = self.cross_check(&plan, &secret, &keys)?;
+        self.cross_check(&plan, &secret, &keys)?;
 
         // 3c. Pending mark, dwell.
         let now = self.clock.now();
-        let pending = decide::pending_state(
-            plan.tags.pending.as_ref(),
-            plan.tags
-                .pending
-                .as_ref()
-                .and_then(|p| provider.slot_from_tag(&p.slot))
-                == Some(plan.idle),
-            now,
-            self.settings.pending_timeout,
-        );
+        let pending = decide::pending_state(plan.tags.pending.as_ref(), now, self.settings.pending_timeout);
         if let PendingState::Expired { since } = pending {
             return self
                 .expire_pending(request, &secret, &plan, since, deadline)
                 .await;
         }
         let resuming = matches!(pending, PendingState::Resume { .. });
-        if !resuming
-            && !published_key_dead
-            && !request.force
-            && !decide::outlived_dwell(secret.created, now, self.settings.dwell)
-        {
+        if !resuming && !request.force && !decide::outlived_dwell(secret.created, now, self.settings.dwell) {
             return Ok(finish(
                 Outcome::Skipped(SkipReason::Dwell),
                 format!(
@@ -329,7 +419,7 @@ impl Engine {
         )
         .map_err(|e| failed(FailReason::Misconfigured, e.to_string()))?;
         let now = self.clock.now();
-        let expires = now + time::Duration::days(i64::from(plan.tags.validity_days));
+        let expires = expiry(now, plan.tags.validity_days)?;
         let version = NewVersion {
             value: new_key,
             tags: new_tags,
@@ -372,14 +462,92 @@ impl Engine {
             "published version {published}: {} is now the active key ({verified}); {} stays valid until the next rotation",
             plan.idle_tag, plan.active_tag
         );
-        Ok(finish(
-            Outcome::Rotated,
-            match published_key_dead {
-                false => message,
-                true => format!(
-                    "the previously published key matched neither of the resource's keys, so consumers reading it were already failing; rotated at once, dwell ignored: {message}"
+        Ok(finish(Outcome::Rotated, message))
+    }
+
+    /// The repair: the published value must be neither key; then the active slot's current key
+    /// is published as a new version with the same pointer.
+    async fn repair_secret(
+        &self,
+        request: &RotationRequest,
+        secret: &LoadedSecret,
+        plan: &Plan,
+        facts: &mut Facts,
+        deadline: Instant,
+    ) -> Result<Finish, Finish> {
+        let resource = &plan.tags.provider_address;
+        let keys = self
+            .within(
+                deadline,
+                "listing the resource's keys",
+                plan.provider.list_keys(resource),
+            )
+            .await?
+            .map_err(|e| provider_failure(e, "listing the resource's keys"))?;
+        facts.to = Some(plan.active_tag.to_string());
+        if keys.first.same_as(&keys.second) {
+            return Err(failed(
+                FailReason::UnknownKey,
+                "the resource's two keys are equal, so it cannot be told which one consumers use: regenerate the one no consumer uses by hand, then repair again",
+            ));
+        }
+        match keys.slot_of(&secret.value) {
+            Some(slot) if slot == plan.active => {
+                return Ok(finish(
+                    Outcome::Skipped(SkipReason::NothingToRepair),
+                    format!(
+                        "the latest version already holds the current {} key: nothing to repair",
+                        plan.active_tag
+                    ),
+                ));
+            }
+            Some(_) => {
+                return Err(failed(
+                    FailReason::PointerMismatch,
+                    format!(
+                        "the latest version holds the current {idle} key, but its CredentialId tag says {active}: the tag lies, and publishing {active} would move consumers to a key the secret never held; set CredentialId={idle} on the latest version (a tag update) once you have checked which key is in use",
+                        idle = plan.idle_tag,
+                        active = plan.active_tag
+                    ),
+                ));
+            }
+            None => {}
+        }
+        if request.dry_run {
+            return Ok(finish(
+                Outcome::Planned,
+                format!(
+                    "would publish the current {} key as a new version (nothing regenerated)",
+                    plan.active_tag
                 ),
-            },
+            ));
+        }
+        let new_tags =
+            tags::for_new_version(&secret.tags, plan.active_tag, "repair", secret.version.as_str())
+                .map_err(|e| failed(FailReason::Misconfigured, e.to_string()))?;
+        let now = self.clock.now();
+        let expires = expiry(now, plan.tags.validity_days)?;
+        let version = NewVersion {
+            value: keys.get(plan.active).clone(),
+            tags: new_tags,
+            content_type: secret.content_type.clone(),
+            not_before: now,
+            expires,
+        };
+        let publishing = self.store.publish(&request.vault, &secret.name, version);
+        let published = self
+            .within(deadline, "publishing the repaired version", publishing)
+            .await?
+            .map_err(|e| store_failure(e, "publishing the repaired version (nothing changed)"))?;
+        facts.version = Some(published.to_string());
+        facts.expires = Some(rfc3339(expires));
+        Span::current().record("version", published.as_str());
+        Ok(finish(
+            Outcome::Repaired,
+            format!(
+                "published version {published} holding the current {} key (CredentialId {}, nothing regenerated); consumers that reload the secret work again",
+                plan.active_tag, plan.active_tag
+            ),
         ))
     }
 
@@ -469,6 +637,11 @@ impl Engine {
         tags::with_pending(&secret.tags, idle_tag, OffsetDateTime::UNIX_EPOCH)
             .and_then(|_| tags::for_new_version(&secret.tags, idle_tag, "manual", secret.version.as_str()))
             .map_err(|e| failed(FailReason::Misconfigured, e.to_string()))?;
+        let now = self.clock.now();
+        if let Some(pending) = &parsed.pending {
+            check_pending(pending, provider.as_ref(), active, now)?;
+        }
+        expiry(now, parsed.validity_days)?;
         Ok(Plan {
             tags: parsed,
             provider,
@@ -479,11 +652,19 @@ impl Engine {
         })
     }
 
-    /// Step 3: the published value must be the active slot's key. Returns whether the published
-    /// key matches neither slot (dead already: rotate at once).
-    fn cross_check(&self, plan: &Plan, secret: &LoadedSecret, keys: &KeyPair) -> Result<bool, Finish> {
+    /// Step 3: the published value must be the active slot's current key (I1, I8).
+    fn cross_check(&self, plan: &Plan, secret: &LoadedSecret, keys: &KeyPair) -> Result<(), Finish> {
+        if keys.first.same_as(&keys.second) {
+            return Err(failed(
+                FailReason::UnknownKey,
+                format!(
+                    "the resource's two keys are equal, so keyflip cannot tell which one consumers use: regenerate one of them by hand (the one no consumer uses), then {}",
+                    repair_hint(&secret.name, plan)
+                ),
+            ));
+        }
         match keys.slot_of(&secret.value) {
-            Some(slot) if slot == plan.active => Ok(false),
+            Some(slot) if slot == plan.active => Ok(()),
             Some(_) => Err(failed(
                 FailReason::PointerMismatch,
                 format!(
@@ -492,13 +673,10 @@ impl Engine {
                     active = plan.active_tag
                 ),
             )),
-            None => {
-                tracing::error!(
-                    slot = %plan.active_tag,
-                    "the published key matches neither of the resource's keys: it is already dead; rotating at once, dwell ignored"
-                );
-                Ok(true)
-            }
+            None => Err(failed(
+                FailReason::UnknownKey,
+                unknown_key_message(secret, plan, keys),
+            )),
         }
     }
 
@@ -631,6 +809,13 @@ impl Engine {
         }
         Err(failed(FailReason::VerificationTimeout, message))
     }
+}
+
+/// What an invocation of the engine does with one secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Work {
+    Rotate,
+    Repair,
 }
 
 /// What validation established for the rest of the rotation.

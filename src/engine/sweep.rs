@@ -64,7 +64,7 @@ impl Engine {
             .sort_by(|a, b| (&a.vault, &a.secret).cmp(&(&b.vault, &b.secret)));
         for result in &report.results {
             match result.outcome {
-                Outcome::Rotated => report.summary.rotated += 1,
+                Outcome::Rotated | Outcome::Repaired => report.summary.rotated += 1,
                 Outcome::Pending => report.summary.pending += 1,
                 Outcome::Skipped(_) | Outcome::Planned => report.summary.skipped += 1,
                 Outcome::Failed(_) => report.summary.failed += 1,

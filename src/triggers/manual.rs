@@ -15,9 +15,10 @@
 //! | bad vault or secret name, bad `dryRun`/`force` value, `failed:bad-event` | 400 |
 //! | vault not in KEYFLIP_VAULTS, `failed:not-found` | 404 |
 //! | `failed:locked`, `skipped:dwell` (with a `hint` to use `?force=true`), `skipped:disabled` | 409 |
-//! | `failed:misconfigured/not-allowed/pointer-mismatch/keys-disabled/no-trustworthy-check/verification-timeout` | 422 |
+//! | `failed:misconfigured/not-allowed/pointer-mismatch/unknown-key/keys-disabled/no-trustworthy-check/verification-timeout` | 422 |
 //! | `failed:azure` | 502 |
 //! | `failed:transient` | 503 |
+//! | `failed:internal` | 500 |
 
 use std::time::Duration;
 
@@ -129,9 +130,13 @@ pub fn request(
 /// The HTTP status of an outcome (the table in this module's doc).
 pub fn status_for(outcome: Outcome) -> StatusCode {
     match outcome {
-        Outcome::Rotated | Outcome::Planned => StatusCode::OK,
+        Outcome::Rotated | Outcome::Repaired | Outcome::Planned => StatusCode::OK,
         Outcome::Skipped(
-            SkipReason::Stale | SkipReason::NotDue | SkipReason::NotManaged | SkipReason::Ignored,
+            SkipReason::Stale
+            | SkipReason::NotDue
+            | SkipReason::NotManaged
+            | SkipReason::Ignored
+            | SkipReason::NothingToRepair,
         ) => StatusCode::OK,
         Outcome::Pending => StatusCode::ACCEPTED,
         Outcome::Skipped(SkipReason::Dwell | SkipReason::Disabled) | Outcome::Failed(FailReason::Locked) => {
@@ -143,12 +148,14 @@ pub fn status_for(outcome: Outcome) -> StatusCode {
             FailReason::Misconfigured
             | FailReason::NotAllowed
             | FailReason::PointerMismatch
+            | FailReason::UnknownKey
             | FailReason::KeysDisabled
             | FailReason::NoTrustworthyCheck
             | FailReason::VerificationTimeout,
         ) => StatusCode::UNPROCESSABLE_ENTITY,
         Outcome::Failed(FailReason::Azure) => StatusCode::BAD_GATEWAY,
         Outcome::Failed(FailReason::Transient) => StatusCode::SERVICE_UNAVAILABLE,
+        Outcome::Failed(FailReason::Internal) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 

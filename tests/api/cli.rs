@@ -198,35 +198,101 @@ async fn a_second_rotate_right_after_is_skipped_by_the_dwell_and_force_rotates()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dead_published_key_is_rotated_at_once_and_logged_at_error_level() {
-    // Arrange: written today, holding a key neither slot has
+async fn repair_publishes_the_active_key_without_regenerating_then_rotation_resumes() {
+    // Arrange: a secret whose value is neither key (refused with failed:unknown-key)
     let app = spawn_app().await;
-    app.seed_account("aoai-clidead", "OpenAI").await;
-    let mut spec = SecretSpec::new("clidead", "aoai-clidead");
+    app.seed_account("aoai-clirepair", "OpenAI").await;
+    let mut spec = SecretSpec::new("clirepair", "aoai-clirepair");
     spec.value = Some("a-key-regenerated-long-ago".into());
-    spec.created_days_ago = 0;
     app.seed_secret(spec).await;
+    let broken = app.latest("clirepair").await;
+    let repair = [
+        "rotate",
+        "--vault",
+        VAULT,
+        "--secret",
+        "clirepair",
+        "--repair",
+        "--json",
+    ];
+
+    // Act: a dry run, then the repair
+    let (code, stdout, stderr) = keyflip(&app, &[&repair[..], &["--dry-run"]].concat(), &[]);
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    assert_eq!(json_result(&stdout)["outcome"], "planned");
+    assert_eq!(app.latest("clirepair").await.version, broken.version);
+    let (code, stdout, stderr) = keyflip(&app, &repair, &[]);
+
+    // Assert: the current key1 published as a new version, pointer unchanged, nothing regenerated
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    let result = json_result(&stdout);
+    assert_eq!(result["outcome"], "repaired", "{result}");
+    let repaired = app.latest("clirepair").await;
+    assert_ne!(repaired.version, broken.version);
+    assert_eq!(repaired.value, app.key("aoai-clirepair", "key1").await);
+    assert_eq!(repaired.tag("CredentialId"), Some("key1"));
+    assert_eq!(repaired.tag("RotationTrigger"), Some("repair"));
+    assert_eq!(repaired.tag("PreviousVersion"), Some(broken.version.as_str()));
+    assert!(repaired.exp.is_some());
+    assert_eq!(app.regenerations("aoai-clirepair").await, [0, 0]);
+
+    // Act: repair again, then a rotation (forced: the repaired version is inside the dwell,
+    // and the child process runs on the wall clock)
+    let (code, stdout, _) = keyflip(&app, &repair, &[]);
+    assert_eq!(code, 0);
+    assert_eq!(json_result(&stdout)["outcome"], "skipped:nothing-to-repair");
+    let rotate = [
+        "rotate",
+        "--vault",
+        VAULT,
+        "--secret",
+        "clirepair",
+        "--json",
+        "--force",
+    ];
+    let (code, stdout, stderr) = keyflip(&app, &rotate, &[]);
+
+    // Assert: the secret rotates normally again
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    assert_eq!(flip(&json_result(&stdout)), ("rotated", "key1", "key2"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repair_refuses_when_the_tag_lies_and_writes_nothing() {
+    // Arrange: the value is the current key2, the tag says key1
+    let app = spawn_app().await;
+    app.seed_account("aoai-clilies", "OpenAI").await;
+    let mut spec = SecretSpec::new("clilies", "aoai-clilies");
+    spec.value = Some(app.key("aoai-clilies", "key2").await);
+    app.seed_secret(spec).await;
+    let before = app.latest("clilies").await;
 
     // Act
     let (code, stdout, stderr) = keyflip(
         &app,
-        &["rotate", "--vault", VAULT, "--secret", "clidead", "--json"],
-        &[("RUST_LOG", "info")],
+        &[
+            "rotate", "--vault", VAULT, "--secret", "clilies", "--repair", "--json",
+        ],
+        &[],
     );
 
-    // Assert: rotated despite the dwell, and an error line says why
-    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
-    assert_eq!(flip(&json_result(&stdout)), ("rotated", "key1", "key2"));
-    assert!(
-        stderr
-            .lines()
-            .any(|l| l.contains("ERROR") && l.contains("matches neither")),
-        "{stderr}"
+    // Assert: a permanent failure, nothing published
+    assert_eq!(code, 1, "stdout: {stdout}\nstderr: {stderr}");
+    assert_eq!(json_result(&stdout)["outcome"], "failed:pointer-mismatch");
+    assert_eq!(app.latest("clilies").await.version, before.version);
+    assert_eq!(app.regenerations("aoai-clilies").await, [0, 0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repair_and_force_cannot_be_combined() {
+    let app = spawn_app().await;
+    let (code, _, stderr) = keyflip(
+        &app,
+        &["rotate", "--vault", VAULT, "--secret", "x", "--repair", "--force"],
+        &[],
     );
-    assert_eq!(
-        app.latest("clidead").await.value,
-        app.key("aoai-clidead", "key2").await
-    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--force"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

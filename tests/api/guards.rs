@@ -280,51 +280,87 @@ async fn a_credential_id_that_lies_is_refused_permanently_without_regenerating()
     );
 }
 
-// ---- (d) a dead published key --------------------------------------------------------------
+// ---- (d) proof of possession (I8) ------------------------------------------------------------
 
-#[tokio::test]
-async fn a_published_key_that_matches_neither_slot_rotates_at_once_inside_the_dwell() {
-    // Arrange: written today, holding a key the resource no longer has
-    let app = spawn_app().await;
-    app.seed_account("aoai-dead", "OpenAI").await;
-    let mut spec = SecretSpec::new("dead", "aoai-dead");
-    spec.value = Some("a-key-regenerated-long-ago".into());
-    spec.created_days_ago = 0;
-    app.seed_secret(spec).await;
-    assert!(!app.key_works("aoai-dead", "a-key-regenerated-long-ago").await);
-
-    // Act
-    let answer = app.deliver_for_latest(NEAR_EXPIRY, "dead").await;
-
-    // Assert: the dwell does not hold it back; key2 regenerated and published, key1 untouched
-    assert_eq!(answer.status, 200, "{:?}", answer.body);
-    assert_eq!(flip(&answer), ("rotated", "key1", "key2"));
-    assert_eq!(answer.result()["verified"], true);
-    assert_eq!(app.regenerations("aoai-dead").await, [0, 1]);
-    let latest = app.latest("dead").await;
-    assert_eq!(latest.tag("CredentialId"), Some("key2"));
-    assert_eq!(latest.value, app.key("aoai-dead", "key2").await);
-    assert!(app.key_works("aoai-dead", &latest.value).await);
+/// The answer refused the secret as `failed:unknown-key`, pointing at `--repair`, and nothing
+/// was regenerated or written.
+async fn assert_unknown_key_refused(app: &TestApp, answer: &Answer, account: &str) {
+    assert_eq!(answer.outcome(), "failed:unknown-key", "{:?}", answer.body);
+    assert!(message(answer).contains("--repair"), "{}", message(answer));
+    assert_eq!(app.regenerations(account).await, [0, 0]);
+    assert!(writes(app).await.is_empty(), "{:?}", writes(app).await);
 }
 
 #[tokio::test]
-async fn a_dead_published_key_is_reported_in_the_result() {
-    // Arrange
+async fn a_published_value_that_is_neither_key_is_refused_and_nothing_changes() {
+    // Arrange: a secret pointing at an account whose keys its writer does not hold
     let app = spawn_app().await;
-    app.seed_account("aoai-loud", "OpenAI").await;
-    let mut spec = SecretSpec::new("loud", "aoai-loud");
-    spec.value = Some("a-key-regenerated-long-ago".into());
+    app.seed_account("aoai-notmine", "OpenAI").await;
+    let mut spec = SecretSpec::new("notmine", "aoai-notmine");
+    spec.value = Some("garbage".into());
+    spec.active = "key2".into();
+    app.seed_secret(spec).await;
+    let before = app.latest("notmine").await;
+
+    // Act: an event, then a forced manual call
+    let event = app.deliver_for_latest(NEAR_EXPIRY, "notmine").await;
+    let manual = app.manual(VAULT, "notmine", "?force=true").await;
+
+    // Assert: acknowledged (2xx, retrying cannot help) and 422; nothing regenerated or written
+    assert_eq!(event.status, 200, "{:?}", event.body);
+    assert_unknown_key_refused(&app, &event, "aoai-notmine").await;
+    assert_eq!(manual.status, 422, "{:?}", manual.body);
+    assert_unknown_key_refused(&app, &manual, "aoai-notmine").await;
+    let after = app.latest("notmine").await;
+    assert_eq!((after.version, after.tags), (before.version, before.tags));
+}
+
+#[tokio::test]
+async fn a_value_with_a_trailing_newline_does_not_match_and_the_message_says_why() {
+    // Arrange: the active key with a newline, as `az keyvault secret set --file` may write it
+    let app = spawn_app().await;
+    app.seed_account("aoai-newline", "OpenAI").await;
+    let key1 = app.key("aoai-newline", "key1").await;
+    let mut spec = SecretSpec::new("newline", "aoai-newline");
+    spec.value = Some(format!("{key1}\n"));
     app.seed_secret(spec).await;
 
     // Act
-    let answer = app.manual(VAULT, "loud", "").await;
+    let answer = app.manual(VAULT, "newline", "").await;
 
-    // Assert: rotated, and the result tells the operator the published key was dead
-    assert_eq!(answer.outcome(), "rotated", "{:?}", answer.body);
-    let message = message(&answer).to_ascii_lowercase();
+    // Assert: refused, the message names key1 and whitespace, and holds neither key
+    assert_eq!(answer.status, 422, "{:?}", answer.body);
+    assert_unknown_key_refused(&app, &answer, "aoai-newline").await;
     assert!(
-        message.contains("neither") || message.contains("dead"),
-        "the result should say the published key matched neither slot: {message}"
+        message(&answer).contains("differs from key1 only by surrounding whitespace"),
+        "{}",
+        message(&answer)
+    );
+    let body = answer.body.to_string();
+    assert!(!body.contains(&key1), "{body}");
+    assert!(!body.contains(&app.key("aoai-newline", "key2").await), "{body}");
+}
+
+#[tokio::test]
+async fn a_resource_whose_two_keys_are_equal_is_refused() {
+    // Arrange
+    let app = spawn_app().await;
+    app.seed_account_with(
+        json!({"name": "aoai-twins", "kind": "OpenAI", "key1": "twin-key-value", "key2": "twin-key-value"}),
+    )
+    .await;
+    app.seed_secret(SecretSpec::new("twins", "aoai-twins")).await;
+
+    // Act
+    let answer = app.deliver_for_latest(NEAR_EXPIRY, "twins").await;
+
+    // Assert
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    assert_unknown_key_refused(&app, &answer, "aoai-twins").await;
+    assert!(
+        message(&answer).contains("two keys are equal"),
+        "{}",
+        message(&answer)
     );
 }
 

@@ -1,0 +1,302 @@
+//! A tag writer is powerless beyond the keys they already hold (DESIGN.md I8–I10), tried as an
+//! attacker would through the real triggers: a `ProviderAddress` that escapes its scope, a
+//! secret pointing at another team's account, hostile `ValidityPeriodDays` and pending marks.
+//! Each refused case is checked in the emulator's call log: no Resource Manager write (and,
+//! where the id itself is refused, no Resource Manager call at all).
+
+use emulator::calls::Service;
+use serde_json::{Value, json};
+
+use crate::helpers::{
+    Answer, RESOURCE_GROUP, SUBSCRIPTION, SecretSpec, TestApp, VAULT, spawn_app, spawn_app_with,
+};
+
+const NEAR_EXPIRY: &str = "SecretNearExpiry";
+const VAULT_TWO: &str = "kv-api-two";
+
+fn message(answer: &Answer) -> String {
+    answer.result()["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Seeds an account in `group` (not the helpers' default group).
+async fn seed_account_in(app: &TestApp, group: &str, name: &str) {
+    app.control
+        .seed(&json!({"accounts": [{
+            "name": name, "kind": "OpenAI", "subscription_id": SUBSCRIPTION, "resource_group": group,
+            "key1": format!("{name}-key1"), "key2": format!("{name}-key2")
+        }]}))
+        .await
+        .unwrap();
+}
+
+/// Every Resource Manager call the emulator received, as `(operation, target)`.
+async fn arm_calls(app: &TestApp) -> Vec<(String, String)> {
+    app.control
+        .calls(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|call| call.service == Service::Arm)
+        .map(|call| (call.operation, call.target))
+        .collect()
+}
+
+/// The Resource Manager and Key Vault writes the emulator received.
+async fn writes(app: &TestApp) -> Vec<String> {
+    app.control
+        .calls(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|call| {
+            ["Accounts_RegenerateKey", "SetSecret", "UpdateSecret"].contains(&call.operation.as_str())
+        })
+        .map(|call| call.operation)
+        .collect()
+}
+
+fn account_id(group: &str, name: &str) -> String {
+    format!(
+        "/subscriptions/{SUBSCRIPTION}/resourceGroups/{group}/providers/Microsoft.CognitiveServices/accounts/{name}"
+    )
+}
+
+// ---- I9: the id that is checked is the id that is called ------------------------------------
+
+#[tokio::test]
+async fn a_backslash_traversal_out_of_the_scope_reaches_no_account() {
+    // Arrange: keyflip may rotate rg-api only; the victim lives in rg-victim
+    let scope = format!("/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}");
+    let app = spawn_app_with(&[("KEYFLIP_ALLOWED_SCOPES", &scope)]).await;
+    seed_account_in(&app, "rg-victim", "victim").await;
+    let victim_before = app.control.account("victim").await.unwrap();
+    let hostile = format!(
+        "{}/x\\..\\..\\..\\..\\..\\rg-victim\\providers\\Microsoft.CognitiveServices\\accounts\\victim",
+        account_id(RESOURCE_GROUP, "x").trim_end_matches("/x")
+    );
+    let mut spec = SecretSpec::new("escape", "victim").tag("ProviderAddress", &hostile);
+    spec.value = Some("garbage".into());
+    spec.active = "key2".into();
+    app.seed_secret(spec).await;
+
+    // Act
+    let answer = app.deliver_for_latest(NEAR_EXPIRY, "escape").await;
+
+    // Assert: acknowledged as misconfigured, naming the tag and the backslash; Resource
+    // Manager never called; the victim's keys untouched
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    assert_eq!(answer.outcome(), "failed:misconfigured", "{:?}", answer.body);
+    let said = message(&answer);
+    assert!(
+        said.contains("ProviderAddress") && said.contains("backslash"),
+        "{said}"
+    );
+    assert!(arm_calls(&app).await.is_empty(), "{:?}", arm_calls(&app).await);
+    let victim_after = app.control.account("victim").await.unwrap();
+    assert_eq!(victim_after["regenerations"], victim_before["regenerations"]);
+    assert_eq!(victim_after["key1"]["value"], "victim-key1");
+}
+
+#[tokio::test]
+async fn percent_encoded_and_dot_segment_escapes_are_refused_before_any_call() {
+    // Arrange
+    let scope = format!("/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}");
+    let app = spawn_app_with(&[("KEYFLIP_ALLOWED_SCOPES", &scope)]).await;
+    seed_account_in(&app, "rg-victim", "victim2").await;
+    let base = account_id(RESOURCE_GROUP, "x");
+    let cases = [
+        (
+            "pct",
+            format!(
+                "{base}%2f..%2f..%2f..%2f..%2f..%2frg-victim%2fproviders%2fMicrosoft.CognitiveServices%2faccounts%2fvictim2"
+            ),
+        ),
+        (
+            "dots",
+            format!("{base}/../../../../../rg-victim/providers/Microsoft.CognitiveServices/accounts/victim2"),
+        ),
+        (
+            "query",
+            format!("{}?x=/../../rg-victim", account_id(RESOURCE_GROUP, "victim2")),
+        ),
+        ("space", format!("{} ", account_id(RESOURCE_GROUP, "vic tim2"))),
+    ];
+    for (name, address) in cases {
+        let mut spec = SecretSpec::new(name, "victim2").tag("ProviderAddress", &address);
+        spec.value = Some("garbage".into());
+        app.seed_secret(spec).await;
+
+        // Act
+        let answer = app.deliver_for_latest(NEAR_EXPIRY, name).await;
+
+        // Assert
+        assert_eq!(
+            (answer.status, answer.outcome()),
+            (200, "failed:misconfigured"),
+            "{name}: {:?}",
+            answer.body
+        );
+        assert!(message(&answer).contains("ProviderAddress"), "{name}");
+    }
+    assert!(arm_calls(&app).await.is_empty(), "{:?}", arm_calls(&app).await);
+}
+
+#[tokio::test]
+async fn a_secret_of_one_vault_cannot_name_an_account_in_another_vault_s_scope() {
+    // Arrange: kv-api may rotate rg-api, kv-api-two may rotate rg-team-b
+    let scopes = format!(
+        "{VAULT}=/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP},{VAULT_TWO}=/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-team-b"
+    );
+    let app = spawn_app_with(&[("KEYFLIP_ALLOWED_SCOPES", &scopes)]).await;
+    seed_account_in(&app, "rg-team-b", "team-b-acc").await;
+    let key1 = app.key("team-b-acc", "key1").await;
+    // A writer in kv-api points a secret at team B's account (even holding its key1)
+    let mut spec = SecretSpec::new("borrowed", "team-b-acc")
+        .tag("ProviderAddress", &account_id("rg-team-b", "team-b-acc"));
+    spec.value = Some(key1);
+    app.seed_secret(spec).await;
+    // Team B's own secret in kv-api-two
+    let mut own = SecretSpec::new("team-b-own", "team-b-acc")
+        .tag("ProviderAddress", &account_id("rg-team-b", "team-b-acc"));
+    own.vault = VAULT_TWO.into();
+    app.seed_secret(own).await;
+
+    // Act: the event for kv-api's secret
+    let refused = app.deliver_for_latest(NEAR_EXPIRY, "borrowed").await;
+
+    // Assert: refused before any Resource Manager call
+    assert_eq!(
+        (refused.status, refused.outcome()),
+        (200, "failed:not-allowed"),
+        "{:?}",
+        refused.body
+    );
+    assert!(message(&refused).contains(VAULT), "{}", message(&refused));
+    assert!(arm_calls(&app).await.is_empty(), "{:?}", arm_calls(&app).await);
+
+    // Act: the event for team B's own secret
+    let version = app.versions(VAULT_TWO, "team-b-own").await.pop().unwrap().version;
+    let allowed = app
+        .deliver(
+            &format!("Microsoft.KeyVault.{NEAR_EXPIRY}"),
+            VAULT_TWO,
+            "team-b-own",
+            &version,
+        )
+        .await;
+
+    // Assert: it rotates
+    assert_eq!(allowed.outcome(), "rotated", "{:?}", allowed.body);
+    assert_eq!(app.regenerations("team-b-acc").await, [0, 1]);
+}
+
+// ---- hostile tags and pending marks --------------------------------------------------------
+
+#[tokio::test]
+async fn a_hostile_validity_is_refused_before_any_write_and_the_sweep_goes_on() {
+    // Arrange: one secret with ValidityPeriodDays=3000000, one healthy, both due
+    let app = spawn_app().await;
+    app.seed_account("aoai-huge", "OpenAI").await;
+    app.seed_account("aoai-fine", "OpenAI").await;
+    app.seed_secret(SecretSpec::new("huge", "aoai-huge").tag("ValidityPeriodDays", "3000000"))
+        .await;
+    app.seed_secret(SecretSpec::new("fine", "aoai-fine")).await;
+
+    // Act: the sweep, twice, and an event for the hostile secret
+    let first = app.sweep().await;
+    let event = app.deliver_for_latest(NEAR_EXPIRY, "huge").await;
+
+    // Assert: 200 each time; the hostile secret misconfigured and never regenerated; the other rotated
+    assert_eq!(first.status, 200, "{:?}", first.body);
+    let results = first.body["ReturnValue"]["results"].as_array().unwrap().clone();
+    let outcome = |name: &str| -> String {
+        results
+            .iter()
+            .find(|r| r["secret"] == name)
+            .map(|r| r["outcome"].as_str().unwrap_or_default().to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(outcome("huge"), "failed:misconfigured");
+    assert_eq!(outcome("fine"), "rotated");
+    assert_eq!(event.status, 200);
+    assert_eq!(event.outcome(), "failed:misconfigured");
+    assert!(message(&event).contains("3650"), "{}", message(&event));
+    assert_eq!(app.regenerations("aoai-huge").await, [0, 0]);
+    assert_eq!(app.regenerations("aoai-fine").await, [0, 1]);
+    let second = app.sweep().await;
+    assert_eq!(second.status, 200, "{:?}", second.body);
+}
+
+#[tokio::test]
+async fn pending_marks_keyflip_could_not_have_written_are_refused_before_any_write() {
+    // Arrange: key1 active; each secret carries a pending mark of its own kind
+    let app = spawn_app().await;
+    let now = app.now().await;
+    let in_an_hour = time::OffsetDateTime::from_unix_timestamp(now + 3600)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let a_minute_ago = time::OffsetDateTime::from_unix_timestamp(now - 60)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let cases: [(&str, &str, &str, &str); 5] = [
+        ("future", "key2", &in_an_hour, "in the future"),
+        ("names-active", "key1", &a_minute_ago, "the active slot"),
+        ("names-nothing", "key3", &a_minute_ago, "not a slot"),
+        ("unreadable", "key2", "yesterday", "RFC 3339"),
+        ("no-slot", "", &a_minute_ago, "without PendingSlot"),
+    ];
+    for (name, slot, since, says) in cases {
+        let account = format!("aoai-pm-{name}");
+        app.seed_account(&account, "OpenAI").await;
+        let spec = SecretSpec::new(name, &account)
+            .tag("PendingSlot", slot)
+            .tag("PendingSince", since);
+        app.seed_secret(spec).await;
+
+        // Act
+        let answer = app.deliver_for_latest(NEAR_EXPIRY, name).await;
+
+        // Assert
+        assert_eq!(
+            (answer.status, answer.outcome()),
+            (200, "failed:misconfigured"),
+            "{name}: {:?}",
+            answer.body
+        );
+        assert!(message(&answer).contains(says), "{name}: {}", message(&answer));
+        assert_eq!(app.regenerations(&account).await, [0, 0], "{name}");
+    }
+    assert!(writes(&app).await.is_empty(), "{:?}", writes(&app).await);
+}
+
+#[tokio::test]
+async fn a_pending_mark_a_few_seconds_in_the_future_is_clock_skew_and_resumes() {
+    // Arrange: another instance's clock is 2 minutes ahead; its regenerated key2 waits
+    let app = spawn_app().await;
+    app.seed_account("aoai-skew", "OpenAI").await;
+    let now = app.now().await;
+    let since = time::OffsetDateTime::from_unix_timestamp(now + 120)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    app.seed_secret(
+        SecretSpec::new("skew", "aoai-skew")
+            .tag("PendingSlot", "key2")
+            .tag("PendingSince", &since),
+    )
+    .await;
+
+    // Act
+    let answer = app.deliver_for_latest(NEAR_EXPIRY, "skew").await;
+
+    // Assert: resumed without regenerating
+    assert_eq!(answer.outcome(), "rotated", "{:?}", answer.body);
+    assert_eq!(app.regenerations("aoai-skew").await, [0, 0]);
+    let latest: Value = json!(app.latest("skew").await.tags);
+    assert_eq!(latest["CredentialId"], "key2");
+}
