@@ -7,6 +7,7 @@ mod events;
 mod guards;
 #[allow(dead_code)] // each helper serves some of the modules
 mod helpers;
+mod http_surface;
 mod lifecycle;
 mod resilience;
 mod secrets;
