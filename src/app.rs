@@ -1,6 +1,7 @@
 //! Start-up wiring, in one place: validated settings → one HTTP transport → a credential →
-//! the Key Vault store and the providers → the engine. `main` and the integration tests use
-//! the same function; they differ only in the credential and the clock they pass.
+//! the Key Vault store and the providers → the engine → the server's state. `main` and the
+//! integration tests use the same functions; they differ only in the credential and the clock
+//! they pass.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,7 +18,8 @@ use crate::config::Settings;
 use crate::engine::{Engine, EngineSettings};
 use crate::providers::Providers;
 use crate::providers::cognitive_services::CognitiveServices;
-use crate::server::Budgets;
+use crate::server::surface::AllowedHosts;
+use crate::server::{AppState, Budgets};
 use crate::store::StoreError;
 use crate::store::keyvault::KeyVaultStore;
 
@@ -95,4 +97,22 @@ pub fn budgets(settings: &Settings) -> Budgets {
         sweep: settings.sweep_budget,
         manual: settings.manual_budget,
     }
+}
+
+/// The host names the HTTP surface answers besides loopback: the app's own (WEBSITE_HOSTNAME)
+/// and KEYFLIP_ALLOWED_HOSTS.
+pub fn allowed_hosts(settings: &Settings) -> AllowedHosts {
+    AllowedHosts::new(
+        settings
+            .website_hostname
+            .iter()
+            .chain(settings.allowed_hosts.iter()),
+    )
+}
+
+/// The server's state for the engine: the settings' budgets, hosts and invocation bound.
+pub fn state(settings: &Settings, engine: Engine) -> AppState {
+    AppState::from_engine(engine, budgets(settings))
+        .with_allowed_hosts(allowed_hosts(settings))
+        .with_max_invocations(settings.max_invocations)
 }

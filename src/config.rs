@@ -5,7 +5,9 @@
 //! naming the setting, the offending value and what is expected. Empty values count as unset.
 //! `KEYFLIP_VAULTS` and `KEYFLIP_ALLOWED_SCOPES` are required; every other setting has a
 //! default. The CA bundle is read and parsed here, so a bad file stops the process at start-up
-//! rather than at the first TLS handshake.
+//! rather than at the first TLS handshake. Two platform variables are read with them:
+//! `FUNCTIONS_CUSTOMHANDLER_PORT` and `WEBSITE_HOSTNAME` (the app's own host name, which the HTTP
+//! surface answers besides loopback and `KEYFLIP_ALLOWED_HOSTS`).
 //!
 //! It does not build anything: the start-up wiring turns [`Settings`] into the engine's
 //! settings ([`Settings::engine_settings`]), the shared HTTP client
@@ -41,7 +43,12 @@ pub const KEYFLIP_MANAGED_IDENTITY_CLIENT_ID: &str = "KEYFLIP_MANAGED_IDENTITY_C
 pub const KEYFLIP_ARM_ENDPOINT: &str = "KEYFLIP_ARM_ENDPOINT";
 pub const KEYFLIP_CA_BUNDLE: &str = "KEYFLIP_CA_BUNDLE";
 pub const KEYFLIP_CONNECT_TO: &str = "KEYFLIP_CONNECT_TO";
+pub const KEYFLIP_ALLOWED_HOSTS: &str = "KEYFLIP_ALLOWED_HOSTS";
+pub const KEYFLIP_MAX_INVOCATIONS: &str = "KEYFLIP_MAX_INVOCATIONS";
 pub const FUNCTIONS_CUSTOMHANDLER_PORT: &str = "FUNCTIONS_CUSTOMHANDLER_PORT";
+/// Set by App Service: the app's default host name (`myapp.azurewebsites.net`; Core Tools sets
+/// `localhost:7071`).
+pub const WEBSITE_HOSTNAME: &str = "WEBSITE_HOSTNAME";
 
 /// Every `KEYFLIP_*` setting this module reads.
 pub const KEYFLIP_SETTINGS: &[&str] = &[
@@ -59,10 +66,14 @@ pub const KEYFLIP_SETTINGS: &[&str] = &[
     KEYFLIP_ARM_ENDPOINT,
     KEYFLIP_CA_BUNDLE,
     KEYFLIP_CONNECT_TO,
+    KEYFLIP_ALLOWED_HOSTS,
+    KEYFLIP_MAX_INVOCATIONS,
 ];
 
 pub const DEFAULT_SWEEP_SCHEDULE: &str = "0 0 * * * *";
 pub const DEFAULT_ARM_ENDPOINT: &str = "https://management.azure.com";
+/// Default of `KEYFLIP_MAX_INVOCATIONS`.
+pub const DEFAULT_MAX_INVOCATIONS: usize = 32;
 const HOUR: u64 = 3600;
 
 /// A vault keyflip serves and where its API is.
@@ -105,6 +116,14 @@ pub struct Settings {
     pub ca_bundle: Option<PathBuf>,
     /// `KEYFLIP_CONNECT_TO`: where host names connect instead of where DNS says.
     pub connect_to: Vec<ConnectTo>,
+    /// `KEYFLIP_ALLOWED_HOSTS`: host names the handler answers besides loopback and
+    /// `WEBSITE_HOSTNAME` (lower case, no port).
+    pub allowed_hosts: Vec<String>,
+    /// `WEBSITE_HOSTNAME`: the app's own host name, without port (set by the platform).
+    pub website_hostname: Option<String>,
+    /// `KEYFLIP_MAX_INVOCATIONS`: invocations that may run at once; beyond it the handler
+    /// answers at once that it is busy.
+    pub max_invocations: usize,
     /// `FUNCTIONS_CUSTOMHANDLER_PORT`: the port the Functions host expects us on.
     pub port: Option<u16>,
 }
@@ -249,6 +268,17 @@ impl Settings {
         let arm_endpoint = p.check(parse_arm_endpoint(v));
         let ca_bundle = p.check(parse_ca_bundle(v)).flatten();
         let connect_to = p.check(parse_connect_to(v)).unwrap_or_default();
+        let allowed_hosts = p.check(parse_allowed_hosts(v)).unwrap_or_default();
+        let website_hostname = p.check(parse_website_hostname(v)).flatten();
+        let max_invocations = p
+            .check(number(
+                v,
+                KEYFLIP_MAX_INVOCATIONS,
+                DEFAULT_MAX_INVOCATIONS,
+                1..=1024,
+                "invocations",
+            ))
+            .unwrap_or(1);
         let port = p.check(parse_port(v)).flatten();
         p.finish()?;
         // Always present once no problem was found; the branch only avoids an unwrap.
@@ -270,6 +300,9 @@ impl Settings {
             arm_endpoint,
             ca_bundle,
             connect_to,
+            allowed_hosts,
+            website_hostname,
+            max_invocations,
             port,
         })
     }
@@ -775,6 +808,72 @@ fn parse_connect_to(v: Vars<'_>) -> Result<Vec<ConnectTo>, ConfigError> {
     })
 }
 
+// ---- KEYFLIP_ALLOWED_HOSTS, WEBSITE_HOSTNAME ----------------------------------------------
+
+const HOSTS_EXPECTED: &str = "comma-separated host names without scheme, port or path \
+     (e.g. keyflip.contoso.com), the names callers use to reach this app besides loopback and \
+     WEBSITE_HOSTNAME";
+
+fn parse_allowed_hosts(v: Vars<'_>) -> Result<Vec<String>, ConfigError> {
+    let Some(raw) = v.get(KEYFLIP_ALLOWED_HOSTS) else {
+        return Ok(Vec::new());
+    };
+    items(raw)
+        .map(|item| {
+            host_name(item).map_err(|problem| invalid(KEYFLIP_ALLOWED_HOSTS, item, problem, HOSTS_EXPECTED))
+        })
+        .collect()
+}
+
+/// The platform's value may carry a port (Core Tools: `localhost:7071`); it is dropped.
+fn parse_website_hostname(v: Vars<'_>) -> Result<Option<String>, ConfigError> {
+    let Some(raw) = v.get(WEBSITE_HOSTNAME) else {
+        return Ok(None);
+    };
+    let name = match raw.rsplit_once(':') {
+        Some((name, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => raw,
+    };
+    host_name(name).map(Some).map_err(|problem| {
+        invalid(
+            WEBSITE_HOSTNAME,
+            raw,
+            problem,
+            "the app's host name, as App Service sets it",
+        )
+    })
+}
+
+/// A DNS host name (or IPv4 address), lower-cased, one trailing dot dropped: labels of 1-63
+/// ASCII letters, digits and hyphens, not starting or ending with a hyphen; 253 characters at
+/// most.
+fn host_name(raw: &str) -> Result<String, String> {
+    if raw.contains("://") {
+        return Err("it has a scheme".into());
+    }
+    if raw.contains(':') {
+        return Err("it has a port (ports are ignored when host names are compared)".into());
+    }
+    if raw.contains('*') {
+        return Err("wildcards are not supported: list each name".into());
+    }
+    let name = raw.strip_suffix('.').unwrap_or(raw);
+    if name.is_empty() || name.len() > 253 {
+        return Err("a host name has 1 to 253 characters".into());
+    }
+    for label in name.split('.') {
+        if let Some(c) = label.chars().find(|c| !c.is_ascii_alphanumeric() && *c != '-') {
+            return Err(format!("'{}' is not allowed in a host name", c.escape_default()));
+        }
+        if label.is_empty() || label.len() > 63 || label.starts_with('-') || label.ends_with('-') {
+            return Err(format!(
+                "label '{label}' must have 1 to 63 letters, digits or hyphens, not starting or ending with a hyphen"
+            ));
+        }
+    }
+    Ok(name.to_ascii_lowercase())
+}
+
 fn parse_port(v: Vars<'_>) -> Result<Option<u16>, ConfigError> {
     if v.get(FUNCTIONS_CUSTOMHANDLER_PORT).is_none() {
         return Ok(None);
@@ -1212,6 +1311,56 @@ mod tests {
     fn the_functions_port_is_a_port() {
         assert_eq!(ok(&[(FUNCTIONS_CUSTOMHANDLER_PORT, "7071")]).port, Some(7071));
         refuses(FUNCTIONS_CUSTOMHANDLER_PORT, &["0", "65536", "http"]);
+    }
+
+    // ---- the HTTP surface ----
+
+    #[test]
+    fn allowed_hosts_are_lower_cased_host_names() {
+        let s = ok(&[(
+            KEYFLIP_ALLOWED_HOSTS,
+            " Keyflip.Contoso.com , api.internal.,10.0.0.5,",
+        )]);
+        assert_eq!(
+            s.allowed_hosts,
+            ["keyflip.contoso.com", "api.internal", "10.0.0.5"]
+        );
+        assert!(ok(&[]).allowed_hosts.is_empty());
+        refuses(
+            KEYFLIP_ALLOWED_HOSTS,
+            &[
+                "https://keyflip.contoso.com",
+                "keyflip.contoso.com:443",
+                "*.contoso.com",
+                "keyflip.contoso.com/api",
+                "a..b",
+                "-a.com",
+                "a_b.com",
+                "ké.com",
+                "[::1]",
+            ],
+        );
+        let e = err(&[(KEYFLIP_ALLOWED_HOSTS, "ok.com,keyflip.contoso.com:443")]);
+        assert!(e.to_string().contains("it has a port"), "{e}");
+        assert!(e.to_string().contains("'keyflip.contoso.com:443'"), "{e}");
+    }
+
+    #[test]
+    fn the_app_s_host_name_drops_its_port() {
+        let s = ok(&[(WEBSITE_HOSTNAME, "MyApp.azurewebsites.net")]);
+        assert_eq!(s.website_hostname.as_deref(), Some("myapp.azurewebsites.net"));
+        let s = ok(&[(WEBSITE_HOSTNAME, "localhost:7071")]);
+        assert_eq!(s.website_hostname.as_deref(), Some("localhost"));
+        assert_eq!(ok(&[]).website_hostname, None);
+        refuses(WEBSITE_HOSTNAME, &["my app", "https://x"]);
+    }
+
+    #[test]
+    fn max_invocations_is_1_to_1024() {
+        assert_eq!(ok(&[]).max_invocations, DEFAULT_MAX_INVOCATIONS);
+        assert_eq!(ok(&[(KEYFLIP_MAX_INVOCATIONS, "1")]).max_invocations, 1);
+        assert_eq!(ok(&[(KEYFLIP_MAX_INVOCATIONS, "1024")]).max_invocations, 1024);
+        refuses(KEYFLIP_MAX_INVOCATIONS, &["0", "1025", "lots", "-1"]);
     }
 
     // ---- identity, endpoints, transport ----

@@ -7,8 +7,9 @@
 //! Data flows trigger → engine → provider / store:
 //! - [`cli`] and `main.rs`: the command line; [`app`]: start-up wiring; [`config`]: every
 //!   setting, validated up front; [`telemetry`]: logs (JSON under the Functions host).
-//! - [`server`]: the axum custom handler; [`triggers`]: the envelopes and the three functions
-//!   (Key Vault events, the timer sweep, manual HTTP), parsed at the edge.
+//! - [`server`]: the axum custom handler and its HTTP-surface guards (no browsers, allowed
+//!   hosts, a header-read timeout, a bound on invocations); [`triggers`]: the envelopes and the
+//!   three functions (Key Vault events, the timer sweep, manual HTTP), parsed at the edge.
 //! - [`engine`]: the rotation steps and invariants of DESIGN.md §3, and the sweep.
 //! - [`providers`]: the `KeyProvider` trait, its registry and one file per resource type.
 //! - [`store`]: the `SecretStore` trait and Key Vault through the official SDK.

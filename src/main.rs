@@ -4,7 +4,6 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Parser;
 use keyflip::app::{self, AzureAccess};
@@ -13,15 +12,13 @@ use keyflip::clock::SystemClock;
 use keyflip::config::{Settings, env_vars};
 use keyflip::domain::{SecretName, VaultName};
 use keyflip::engine::{Class, Engine, RotationRequest, TriggerKind};
-use keyflip::server::{self, AppState};
+use keyflip::server::{self, ServerLimits};
 use keyflip::telemetry::{self, LogFormat, error_chain};
 
 /// Exit code of a configuration error (EX_CONFIG).
 const EXIT_CONFIG: u8 = 78;
 /// Exit code of a transient failure: retrying later can help (EX_TEMPFAIL).
 const EXIT_TEMPORARY: u8 = 75;
-/// How long `serve` lets in-flight invocations finish after SIGTERM.
-const DRAIN: Duration = Duration::from_secs(25);
 
 /// Why the command failed, with the exit code to report.
 struct Failure {
@@ -121,10 +118,15 @@ async fn serve(port: Option<u16>) -> Result<(), Failure> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .map_err(|e| Failure::new(1, format!("cannot listen on 127.0.0.1:{port}: {e}")))?;
-    let state = AppState::from_engine(engine, app::budgets(&settings));
-    server::serve(listener, state, server::shutdown_signal(), DRAIN)
-        .await
-        .map_err(|e| Failure::new(1, format!("the server failed: {e}")))
+    let state = app::state(&settings, engine);
+    server::serve(
+        listener,
+        state,
+        server::shutdown_signal(),
+        ServerLimits::default(),
+    )
+    .await
+    .map_err(|e| Failure::new(1, format!("the server failed: {e}")))
 }
 
 /// What `keyflip rotate` was asked to do.

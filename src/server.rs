@@ -1,6 +1,7 @@
-//! The custom handler's HTTP server (axum): it routes what the Functions host calls to the
-//! trigger modules, through the [`Rotator`] seam the triggers own, and shuts down gracefully,
-//! letting in-flight rotations finish within a bound. It decides nothing about rotations.
+//! The custom handler's HTTP server (axum on hyper's HTTP/1 connection): it routes what the
+//! Functions host calls to the trigger modules, through the [`Rotator`] seam the triggers own,
+//! guards the HTTP surface, bounds the work it takes on, and shuts down gracefully, letting
+//! in-flight rotations finish within a bound. It decides nothing about rotations.
 //!
 //! | route | caller | handled by |
 //! |---|---|---|
@@ -10,12 +11,24 @@
 //! | `POST /api/rotate/{vault}/{secret}` | forwarded httpTrigger request | `triggers::manual` |
 //! | anything else | — | JSON 404 (405 for a known path with another method) |
 //!
+//! Before any route, a layer applies [`surface`]'s refusals to every request: a browser's
+//! (`Origin`, `Sec-Fetch-Site`: 403) and a `Host` that is not loopback, `WEBSITE_HOSTNAME` or in
+//! `KEYFLIP_ALLOWED_HOSTS` (421). A client gets [`ServerLimits::header_read_timeout`] to send
+//! each request's headers, then the connection is closed.
+//!
 //! Each invocation runs in its own spawned task inside a span carrying the function name and
 //! the host's `X-Azure-Functions-InvocationId`, so a caller that hangs up does not cancel a
-//! rotation midway, and shutdown waits for such orphaned work too. Request bodies and query
-//! strings are never logged (a query carries the function key in `code`). This module decides
-//! no status code: the trigger modules map results to answers. `main` (or the CLI's `serve`
-//! command) builds the [`AppState`], binds the listener and calls [`serve`].
+//! rotation midway, and shutdown waits for such orphaned work too. At most
+//! `KEYFLIP_MAX_INVOCATIONS` such tasks run at once (orphans included); beyond it an invocation
+//! is answered at once: 503 with `Retry-After` on the manual route, 500 with an envelope on the
+//! host-driven ones so that the host or Event Grid retries. `GET /` is never refused by it.
+//! Request bodies and query strings are never logged (a query carries the function key in
+//! `code`); values echoed from a request go through [`echo`]. The trigger modules map results
+//! to answers; this module answers only what happens before or around a trigger (refusals,
+//! busy, a crashed task, no route). `main` (or the CLI's `serve` command) builds the
+//! [`AppState`] (`crate::app::state`), binds the listener and calls [`serve`].
+
+pub mod surface;
 
 use std::future::Future;
 use std::io;
@@ -27,18 +40,27 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::header::{CONTENT_TYPE, RETRY_AFTER};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 use tracing::{Instrument, Span};
 
+use crate::config::{DEFAULT_MAX_INVOCATIONS, KEYFLIP_MAX_INVOCATIONS};
+use crate::domain::untrusted::echo;
 use crate::engine::Engine;
 use crate::triggers::envelope::{InvocationResponse, NotAnEnvelope, Reply};
+use crate::triggers::manual::ManualCall;
 use crate::triggers::{Rotator, keyvault_events, manual, sweep};
+use surface::AllowedHosts;
 
 /// The header in which the host names the invocation.
 pub const INVOCATION_ID_HEADER: &str = "x-azure-functions-invocationid";
@@ -63,21 +85,67 @@ impl Default for Budgets {
     }
 }
 
+/// What [`serve`] bounds besides the routes' own limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// How long a client may take to send a request's headers, counted from the connection's
+    /// start or from the end of the previous answer (so an idle kept-alive connection is closed
+    /// after it too); then the connection is closed.
+    pub header_read_timeout: Duration,
+    /// How long shutdown lets in-flight invocations finish.
+    pub drain: Duration,
+}
+
+impl Default for ServerLimits {
+    /// 10 s for headers (the host sends them at once, over loopback); a 25 s drain after
+    /// SIGTERM.
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            drain: Duration::from_secs(25),
+        }
+    }
+}
+
+/// What a busy manual call is told to wait before retrying (`Retry-After`, seconds).
+pub const RETRY_AFTER_SECONDS: u32 = 5;
+
 /// What every route shares.
 #[derive(Debug, Clone)]
 pub struct AppState {
     rotator: Arc<dyn Rotator>,
     budgets: Budgets,
     in_flight: InFlight,
+    hosts: Arc<AllowedHosts>,
+    invocations: Arc<Semaphore>,
+    max_invocations: usize,
 }
 
 impl AppState {
+    /// Loopback hosts only and [`DEFAULT_MAX_INVOCATIONS`]; see the `with_` methods.
     pub fn new(rotator: Arc<dyn Rotator>, budgets: Budgets) -> Self {
         Self {
             rotator,
             budgets,
             in_flight: InFlight::default(),
+            hosts: Arc::new(AllowedHosts::loopback_only()),
+            invocations: Arc::new(Semaphore::new(DEFAULT_MAX_INVOCATIONS)),
+            max_invocations: DEFAULT_MAX_INVOCATIONS,
         }
+    }
+
+    /// The host names answered besides loopback (WEBSITE_HOSTNAME, KEYFLIP_ALLOWED_HOSTS).
+    pub fn with_allowed_hosts(mut self, hosts: AllowedHosts) -> Self {
+        self.hosts = Arc::new(hosts);
+        self
+    }
+
+    /// How many invocations may run at once (KEYFLIP_MAX_INVOCATIONS; at least 1).
+    pub fn with_max_invocations(mut self, max: usize) -> Self {
+        let max = max.clamp(1, Semaphore::MAX_PERMITS);
+        self.invocations = Arc::new(Semaphore::new(max));
+        self.max_invocations = max;
+        self
     }
 
     /// The production wiring: the engine behind the routes.
@@ -141,8 +209,9 @@ impl Drop for InFlightGuard {
     }
 }
 
-/// The handler's routes.
+/// The handler's routes, behind the [`surface`] checks.
 pub fn router(state: AppState) -> Router {
+    let hosts = state.hosts.clone();
     Router::new()
         .route("/", get(ready))
         .route(
@@ -165,6 +234,22 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+        .layer(middleware::from_fn_with_state(hosts, guard_surface))
+}
+
+/// Refuses what [`surface::check`] refuses, before any route (and the 404 fallback) runs.
+async fn guard_surface(State(hosts): State<Arc<AllowedHosts>>, request: Request, next: Next) -> Response {
+    match surface::check(request.headers(), request.uri(), &hosts) {
+        Ok(()) => next.run(request).await,
+        Err(refusal) => {
+            tracing::warn!(
+                method = %echo(request.method().as_str()),
+                path = %echo(request.uri().path()),
+                "request refused: {refusal}"
+            );
+            refusal.into_response()
+        }
+    }
 }
 
 async fn ready() -> &'static str {
@@ -176,7 +261,7 @@ fn invocation_span(function: &'static str, headers: &HeaderMap) -> Span {
     let id: Option<String> = headers
         .get(INVOCATION_ID_HEADER)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.chars().take(64).collect());
+        .map(|v| echo(&v.chars().take(64).collect::<String>()));
     tracing::info_span!(
         "invocation",
         function = function,
@@ -184,28 +269,74 @@ fn invocation_span(function: &'static str, headers: &HeaderMap) -> Span {
     )
 }
 
+/// How a spawned invocation ended.
+#[derive(Debug)]
+enum Ran<T> {
+    Answered(T),
+    /// Refused before it started: KEYFLIP_MAX_INVOCATIONS were running.
+    Busy,
+    Panicked,
+}
+
 /// Runs an invocation's work in its own task, so that a dropped connection does not cancel
-/// it; `None` if the task panicked.
+/// it, if fewer than the bound of invocations are running (the task holds its permit until it
+/// ends, whether or not its caller is still there).
 async fn spawned<T: Send + 'static>(
     state: &AppState,
     span: Span,
     work: impl Future<Output = T> + Send + 'static,
-) -> Option<T> {
+) -> Ran<T> {
+    let Ok(permit) = state.invocations.clone().try_acquire_owned() else {
+        span.in_scope(|| {
+            tracing::warn!(
+                max_invocations = state.max_invocations,
+                "invocation refused: the bound of concurrent invocations is reached"
+            );
+        });
+        return Ran::Busy;
+    };
     let guard = state.in_flight.enter();
     let task = tokio::spawn(
         async move {
+            let _permit = permit;
             let _guard = guard;
             work.await
         }
         .instrument(span.clone()),
     );
     match task.await {
-        Ok(value) => Some(value),
+        Ok(value) => Ran::Answered(value),
         Err(error) => {
             span.in_scope(|| tracing::error!("the invocation failed unexpectedly: {error}"));
-            None
+            Ran::Panicked
         }
     }
+}
+
+fn busy_message(max: usize) -> String {
+    format!(
+        "keyflip is already running its bound of {max} concurrent invocations ({KEYFLIP_MAX_INVOCATIONS}); retry shortly"
+    )
+}
+
+/// The answer to an envelope invocation refused as busy: 500, so that the host (and Event
+/// Grid) retries.
+fn busy_envelope(max: usize) -> Response {
+    let message = busy_message(max);
+    Reply {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        body: InvocationResponse::new(&json!({ "error": message }), vec![message.clone()]),
+    }
+    .into_response()
+}
+
+/// The answer to a manual call refused as busy: 503 with `Retry-After`.
+fn busy_manual(max: usize) -> Response {
+    let mut response = error(StatusCode::SERVICE_UNAVAILABLE, &busy_message(max));
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, RETRY_AFTER_SECONDS.into());
+    response
 }
 
 /// The answer to an envelope invocation whose task panicked: 500, so that the host retries.
@@ -220,11 +351,12 @@ fn crashed_envelope() -> Response {
     .into_response()
 }
 
-fn envelope_answer(answer: Option<Result<Reply, NotAnEnvelope>>) -> Response {
+fn envelope_answer(answer: Ran<Result<Reply, NotAnEnvelope>>, max_invocations: usize) -> Response {
     match answer {
-        Some(Ok(reply)) => reply.into_response(),
-        Some(Err(not_an_envelope)) => not_an_envelope.into_response(),
-        None => crashed_envelope(),
+        Ran::Answered(Ok(reply)) => reply.into_response(),
+        Ran::Answered(Err(not_an_envelope)) => not_an_envelope.into_response(),
+        Ran::Busy => busy_envelope(max_invocations),
+        Ran::Panicked => crashed_envelope(),
     }
 }
 
@@ -254,7 +386,7 @@ fn envelope_route(
                 warn_not_an_envelope(&answer);
                 answer
             };
-            envelope_answer(spawned(&state, span, work).await)
+            envelope_answer(spawned(&state, span, work).await, state.max_invocations)
         },
     )
 }
@@ -264,6 +396,7 @@ async fn rotate_secret(
     headers: HeaderMap,
     path: Result<Path<(String, String)>, PathRejection>,
     RawQuery(query): RawQuery,
+    body: Bytes,
 ) -> Response {
     let span = invocation_span(manual::FUNCTION, &headers);
     let Ok(Path((vault, secret))) = path else {
@@ -272,13 +405,22 @@ async fn rotate_secret(
             "the path must be /api/rotate/{vault}/{secret}",
         );
     };
+    let call = ManualCall {
+        vault,
+        secret,
+        query,
+        content_type: headers
+            .get(CONTENT_TYPE)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+        body,
+    };
     let rotator = state.rotator.clone();
     let budget = state.budgets.manual;
-    let work =
-        async move { manual::handle(rotator.as_ref(), budget, &vault, &secret, query.as_deref()).await };
+    let work = async move { manual::handle(rotator.as_ref(), budget, call).await };
     match spawned(&state, span, work).await {
-        Some(reply) => reply.into_response(),
-        None => error(StatusCode::INTERNAL_SERVER_ERROR, "keyflip failed unexpectedly"),
+        Ran::Answered(reply) => reply.into_response(),
+        Ran::Busy => busy_manual(state.max_invocations),
+        Ran::Panicked => error(StatusCode::INTERNAL_SERVER_ERROR, "keyflip failed unexpectedly"),
     }
 }
 
@@ -289,63 +431,70 @@ fn error(status: StatusCode, message: &str) -> Response {
 async fn not_found(method: Method, uri: Uri) -> Response {
     error(
         StatusCode::NOT_FOUND,
-        &format!("no route for {method} {}", uri.path()),
+        &format!("no route for {} {}", echo(method.as_str()), echo(uri.path())),
     )
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> Response {
     error(
         StatusCode::METHOD_NOT_ALLOWED,
-        &format!("{} does not accept {method}", uri.path()),
+        &format!("{} does not accept {}", echo(uri.path()), echo(method.as_str())),
     )
 }
 
-/// Serves until `shutdown` resolves, then stops accepting, lets in-flight invocations finish
-/// for at most `drain`, and returns (abandoning whatever is still running after that).
+/// Serves HTTP/1 until `shutdown` resolves, then stops accepting, lets in-flight invocations
+/// finish for at most `limits.drain`, and returns (abandoning whatever is still running after
+/// that). Each connection gets `limits.header_read_timeout` to send each request's headers.
 pub async fn serve(
-    listener: TcpListener,
+    mut listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    drain: Duration,
+    limits: ServerLimits,
 ) -> io::Result<()> {
     let address = listener.local_addr()?;
     let in_flight = state.in_flight.clone();
-    let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
-    let signal = async move {
-        shutdown.await;
-        let _ = stopping.send(());
-    };
-    let server = axum::serve(listener, router(state)).with_graceful_shutdown(signal);
-    let waiting = in_flight.clone();
-    let finished = async move {
-        server.await?;
-        waiting.idle().await;
-        Ok::<(), io::Error>(())
-    };
-    tokio::pin!(finished);
+    let service = TowerToHyperService::new(router(state));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    let connections = GracefulShutdown::new();
+    tokio::pin!(shutdown);
     tracing::info!(%address, "keyflip listening");
-    tokio::select! {
-        result = &mut finished => return result,
-        _ = stopped => {}
+    loop {
+        tokio::select! {
+            // axum's accept loop: it retries on a connection error and backs off on others.
+            (stream, _peer) = axum::serve::Listener::accept(&mut listener) => {
+                let connection = http.serve_connection(TokioIo::new(stream), service.clone());
+                let connection = connections.watch(connection);
+                tokio::spawn(async move {
+                    if let Err(error) = connection.await {
+                        tracing::debug!("connection closed: {error}");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
     }
+    drop(listener);
     tracing::info!(
         in_flight = in_flight.count(),
-        drain_ms = u64::try_from(drain.as_millis()).unwrap_or(u64::MAX),
+        drain_ms = u64::try_from(limits.drain.as_millis()).unwrap_or(u64::MAX),
         "shutting down: letting in-flight invocations finish"
     );
-    match tokio::time::timeout(drain, finished).await {
-        Ok(result) => {
-            tracing::info!("stopped");
-            result
-        }
-        Err(_) => {
-            tracing::warn!(
-                abandoned = in_flight.count(),
-                "the drain bound was reached; stopping with invocations still running"
-            );
-            Ok(())
-        }
+    let waiting = in_flight.clone();
+    let finished = async move {
+        // Idle connections close at once; busy ones after their answer.
+        connections.shutdown().await;
+        waiting.idle().await;
+    };
+    match tokio::time::timeout(limits.drain, finished).await {
+        Ok(()) => tracing::info!("stopped"),
+        Err(_) => tracing::warn!(
+            abandoned = in_flight.count(),
+            "the drain bound was reached; stopping with invocations still running"
+        ),
     }
+    Ok(())
 }
 
 /// Resolves on SIGTERM (what the Functions host and container platforms send) or Ctrl-C.
@@ -500,12 +649,20 @@ mod tests {
 
     fn post(uri: &str, body: impl Into<Body>) -> Request<Body> {
         Request::post(uri)
+            .header("host", "127.0.0.1:7071")
             .header("content-type", "application/json")
             .header(
                 "X-Azure-Functions-InvocationId",
                 "0c7ba2e1-7b5c-4e8f-9d0a-2f1c3b4d5e6f",
             )
             .body(body.into())
+            .unwrap()
+    }
+
+    fn get(uri: &str) -> Request<Body> {
+        Request::get(uri)
+            .header("host", "localhost:7071")
+            .body(Body::empty())
             .unwrap()
     }
 
@@ -529,7 +686,7 @@ mod tests {
     #[tokio::test]
     async fn the_readiness_probe_is_answered_at_once() {
         let fake = Arc::new(Fake::new(Outcome::Rotated));
-        let (status, body) = call(app(&fake), Request::get("/").body(Body::empty()).unwrap()).await;
+        let (status, body) = call(app(&fake), get("/")).await;
         assert_eq!((status, body), (StatusCode::OK, Value::from("keyflip ready")));
     }
 
@@ -752,10 +909,290 @@ mod tests {
         let (status, body) = call(app(&fake), post("/Nope", Body::empty())).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert_eq!(body["error"], "no route for POST /Nope");
-        let get = Request::get("/KeyVaultEvents").body(Body::empty()).unwrap();
-        let (status, body) = call(app(&fake), get).await;
+        let (status, body) = call(app(&fake), get("/KeyVaultEvents")).await;
         assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
         assert!(body["error"].is_string());
+    }
+
+    /// One request of each route (and the fallback), with these extra headers.
+    fn every_route(extra: &[(&str, &str)]) -> Vec<Request<Body>> {
+        let event = fixture("derived/eventgrid-invocation.custom-handler.json");
+        let timer = fixture("derived/timer-invocation.custom-handler.json");
+        let mut requests = vec![
+            get("/"),
+            post("/KeyVaultEvents", event),
+            post("/RotationSweep", timer),
+            post("/api/rotate/kv-one/api-key", Body::empty()),
+            post("/Nope", Body::empty()),
+        ];
+        for request in &mut requests {
+            for (name, value) in extra {
+                let name = axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap();
+                request.headers_mut().insert(name, value.parse().unwrap());
+            }
+        }
+        requests
+    }
+
+    #[tokio::test]
+    async fn a_browser_is_refused_on_every_route() {
+        for header in [
+            ("origin", "http://localhost:3000"),
+            ("origin", "null"),
+            ("sec-fetch-site", "cross-site"),
+            ("sec-fetch-site", "same-origin"),
+        ] {
+            for request in every_route(&[header]) {
+                let fake = Arc::new(Fake::new(Outcome::Rotated));
+                let path = request.uri().path().to_string();
+                let (status, body) = call(app(&fake), request).await;
+                assert_eq!(status, StatusCode::FORBIDDEN, "{header:?} {path}");
+                assert!(body["error"].as_str().unwrap().contains("browser"), "{body}");
+                assert!(fake.requests().is_empty() && fake.sweeps.lock().unwrap().is_empty());
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn what_the_host_curl_and_the_sdks_send_is_answered() {
+        // No Origin, or Sec-Fetch-Site: none (a user typing the address), on every route.
+        for extra in [
+            &[][..],
+            &[("sec-fetch-site", "none")],
+            &[("user-agent", "curl/8.5.0")],
+        ] {
+            for request in every_route(extra) {
+                let fake = Arc::new(Fake::sweeping(sweep_report(&[Outcome::Rotated])));
+                let path = request.uri().path().to_string();
+                let (status, _) = call(app(&fake), request).await;
+                let expected = if path == "/Nope" {
+                    StatusCode::NOT_FOUND
+                } else {
+                    StatusCode::OK
+                };
+                assert_eq!(status, expected, "{extra:?} {path}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_foreign_host_is_misdirected_on_every_route() {
+        for host in [
+            "evil.example",
+            "evil.example:7071",
+            "127.0.0.1.nip.io",
+            "10.1.2.3",
+        ] {
+            for request in every_route(&[("host", host)]) {
+                let fake = Arc::new(Fake::new(Outcome::Rotated));
+                let path = request.uri().path().to_string();
+                let (status, body) = call(app(&fake), request).await;
+                assert_eq!(status, StatusCode::MISDIRECTED_REQUEST, "{host} {path}");
+                assert!(
+                    body["error"].as_str().unwrap().contains("KEYFLIP_ALLOWED_HOSTS"),
+                    "{body}"
+                );
+                assert!(fake.requests().is_empty() && fake.sweeps.lock().unwrap().is_empty());
+            }
+        }
+        let mut no_host = post("/api/rotate/kv-one/api-key", Body::empty());
+        no_host.headers_mut().remove("host");
+        let fake = Arc::new(Fake::new(Outcome::Rotated));
+        let (status, body) = call(app(&fake), no_host).await;
+        assert_eq!(status, StatusCode::MISDIRECTED_REQUEST);
+        assert!(
+            body["error"].as_str().unwrap().contains("names no Host"),
+            "{body}"
+        );
+        assert!(fake.requests().is_empty());
+    }
+
+    #[tokio::test]
+    async fn loopback_the_app_s_own_name_and_listed_hosts_are_answered() {
+        let hosts = AllowedHosts::new(["myapp.azurewebsites.net", "keyflip.contoso.com"]);
+        for host in [
+            "localhost:7071",
+            "127.0.0.1:49152",
+            "[::1]:80",
+            "MyApp.AzureWebsites.net",
+            "keyflip.contoso.com:443",
+        ] {
+            let fake = Arc::new(Fake::new(Outcome::Rotated));
+            let state = AppState::new(fake.clone(), BUDGETS).with_allowed_hosts(hosts.clone());
+            let mut request = post("/api/rotate/kv-one/api-key", Body::empty());
+            request.headers_mut().insert("host", host.parse().unwrap());
+            let (status, body) = call(router(state), request).await;
+            assert_eq!(status, StatusCode::OK, "{host}: {body}");
+            assert_eq!(fake.requests().len(), 1);
+        }
+        // Not listed: not answered.
+        let fake = Arc::new(Fake::new(Outcome::Rotated));
+        let mut request = post("/api/rotate/kv-one/api-key", Body::empty());
+        request
+            .headers_mut()
+            .insert("host", "myapp.azurewebsites.net".parse().unwrap());
+        let (status, _) = call(app(&fake), request).await;
+        assert_eq!(status, StatusCode::MISDIRECTED_REQUEST);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_query_parameter_is_refused_before_the_engine() {
+        for query in ["dry_run=true", "dryRun=true&DRY-RUN=1", "code=k&foo=bar"] {
+            let fake = Arc::new(Fake::new(Outcome::Rotated));
+            let uri = format!("/api/rotate/kv-one/api-key?{query}");
+            let (status, body) = call(app(&fake), post(&uri, Body::empty())).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
+            let error = body["error"].as_str().unwrap();
+            assert!(
+                error.contains("is not accepted") && error.contains("dryRun, force, code"),
+                "{error}"
+            );
+            assert!(fake.requests().is_empty(), "{query}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_manual_body_is_optional_and_must_be_json() {
+        let body_less = Request::post("/api/rotate/kv-one/api-key")
+            .header("host", "localhost")
+            .body(Body::empty())
+            .unwrap();
+        let curl_d = Request::post("/api/rotate/kv-one/api-key")
+            .header("host", "localhost")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::empty())
+            .unwrap();
+        let json_body = post("/api/rotate/kv-one/api-key", r#"{"reason": "routine"}"#);
+        for request in [body_less, curl_d, json_body] {
+            let fake = Arc::new(Fake::new(Outcome::Rotated));
+            let (status, body) = call(app(&fake), request).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            assert_eq!(fake.requests().len(), 1);
+        }
+        let not_json = post("/api/rotate/kv-one/api-key", "dryRun=true");
+        let form = Request::post("/api/rotate/kv-one/api-key")
+            .header("host", "localhost")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from("dryRun=true"))
+            .unwrap();
+        for (request, expected) in [
+            (not_json, StatusCode::BAD_REQUEST),
+            (form, StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        ] {
+            let fake = Arc::new(Fake::new(Outcome::Rotated));
+            let (status, body) = call(app(&fake), request).await;
+            assert_eq!(status, expected, "{body}");
+            assert!(body["error"].as_str().unwrap().contains("JSON"), "{body}");
+            assert!(fake.requests().is_empty());
+        }
+    }
+
+    #[tokio::test]
+    async fn echoed_paths_are_cut_and_escaped() {
+        let fake = Arc::new(Fake::new(Outcome::Rotated));
+        let long = format!("/{}", "a".repeat(5000));
+        let (status, body) = call(app(&fake), post(&long, Body::empty())).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(body["error"].as_str().unwrap().chars().count() < 250, "{body}");
+        let (status, body) = call(app(&fake), post("/api/rotate/kv%0Aone/api-key", Body::empty())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body["error"].as_str().unwrap().contains("kv\\none"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn beyond_the_invocation_bound_manual_is_503_and_envelopes_500_but_readiness_answers() {
+        let (fake, gate) = Fake::gated(Outcome::Rotated);
+        let fake = Arc::new(fake);
+        let state = AppState::new(fake.clone(), BUDGETS).with_max_invocations(1);
+        let held =
+            tokio::spawn(router(state.clone()).oneshot(post("/api/rotate/kv-one/api-key", Body::empty())));
+        fake.started.notified().await;
+
+        let response = router(state.clone())
+            .oneshot(post("/api/rotate/kv-one/api-key", Body::empty()))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response.headers()[RETRY_AFTER],
+            RETRY_AFTER_SECONDS.to_string().as_str()
+        );
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body: Value = serde_json::from_slice(&bytes).unwrap();
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains("KEYFLIP_MAX_INVOCATIONS"),
+            "{body}"
+        );
+        for (path, envelope) in [
+            (
+                "/KeyVaultEvents",
+                "derived/eventgrid-invocation.custom-handler.json",
+            ),
+            ("/RotationSweep", "derived/timer-invocation.custom-handler.json"),
+        ] {
+            let (status, body) = call(router(state.clone()), post(path, fixture(envelope))).await;
+            assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{path}");
+            assert_eq!(body["Outputs"], json!({}), "{body}");
+            assert!(
+                body["Logs"][0]
+                    .as_str()
+                    .unwrap()
+                    .contains("KEYFLIP_MAX_INVOCATIONS"),
+                "{body}"
+            );
+            assert!(body["ReturnValue"]["error"].is_string(), "{body}");
+        }
+        let (status, _) = call(router(state.clone()), get("/")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            fake.requests().len(),
+            1,
+            "only the held rotation reached the engine"
+        );
+        assert!(fake.sweeps.lock().unwrap().is_empty());
+
+        gate.notify_one();
+        let first = tokio::time::timeout(Duration::from_secs(5), held)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.status(), StatusCode::OK);
+        // The permit is back: the next call runs (the gate lets it through at once).
+        gate.notify_one();
+        let (status, _) = call(router(state), post("/api/rotate/kv-one/api-key", Body::empty())).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn an_orphaned_invocation_keeps_its_place_in_the_bound() {
+        let (fake, gate) = Fake::gated(Outcome::Rotated);
+        let fake = Arc::new(fake);
+        let state = AppState::new(fake.clone(), BUDGETS).with_max_invocations(1);
+        let call_ = router(state.clone()).oneshot(post("/api/rotate/kv-one/api-key", Body::empty()));
+        tokio::select! {
+            _ = call_ => panic!("the gated rotation answered"),
+            () = fake.started.notified() => {}
+        }
+        // The caller hung up; its rotation still runs and still counts.
+        let (status, _) = call(
+            router(state.clone()),
+            post("/api/rotate/kv-one/api-key", Body::empty()),
+        )
+        .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        gate.notify_one();
+        tokio::time::timeout(Duration::from_secs(5), state.in_flight.idle())
+            .await
+            .unwrap();
+        gate.notify_one();
+        let (status, _) = call(router(state), post("/api/rotate/kv-one/api-key", Body::empty())).await;
+        assert_eq!(status, StatusCode::OK);
     }
 
     #[tokio::test]
@@ -844,7 +1281,10 @@ mod tests {
             async move {
                 let _ = stopped.await;
             },
-            Duration::from_secs(10),
+            ServerLimits {
+                drain: Duration::from_secs(10),
+                ..ServerLimits::default()
+            },
         ));
         let body = fixture("derived/timer-invocation.custom-handler.json");
         let client = tokio::spawn(async move { raw_post(address, "/RotationSweep", &body).await });
@@ -882,7 +1322,10 @@ mod tests {
             async move {
                 let _ = stopped.await;
             },
-            Duration::from_millis(200),
+            ServerLimits {
+                drain: Duration::from_millis(200),
+                ..ServerLimits::default()
+            },
         ));
         let body = fixture("derived/eventgrid-invocation.custom-handler.json");
         let _client = tokio::spawn(async move { raw_post(address, "/KeyVaultEvents", &body).await });
@@ -900,6 +1343,42 @@ mod tests {
             "{took:?}"
         );
         assert_eq!(fake.finished.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_client_that_trickles_its_headers_is_cut_off() {
+        let fake = Arc::new(Fake::new(Outcome::Rotated));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let limits = ServerLimits {
+            header_read_timeout: Duration::from_millis(300),
+            ..ServerLimits::default()
+        };
+        tokio::spawn(serve(
+            listener,
+            AppState::new(fake.clone(), BUDGETS),
+            async move {
+                let _ = stopped.await;
+            },
+            limits,
+        ));
+        // Half a request head, then nothing; and a connection that sends nothing at all.
+        for partial in [
+            &b"POST /api/rotate/kv-one/api-key HTTP/1.1\r\nHost: local"[..],
+            b"",
+        ] {
+            let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+            stream.write_all(partial).await.unwrap();
+            let mut rest = Vec::new();
+            // Generous: the server closes after 300 ms; EOF or a reset both mean closed.
+            let closed = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest)).await;
+            assert!(closed.is_ok(), "the connection stayed open");
+        }
+        assert!(fake.requests().is_empty());
+        // A client that sends its request at once is answered as before.
+        let response = raw_post(address, "/api/rotate/kv-one/api-key", b"").await;
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     }
 
     fn json_file(path: &str) -> Value {
@@ -979,6 +1458,7 @@ mod tests {
             ("KEYFLIP_SWEEP_BUDGET_SECONDS", "240"),
             ("KEYFLIP_MANUAL_BUDGET_SECONDS", "60"),
             ("KEYFLIP_ARM_ENDPOINT", "https://management.azure.com"),
+            ("KEYFLIP_MAX_INVOCATIONS", "32"),
         ];
         for (name, value) in defaults {
             assert_eq!(values[name], value, "{name}");
@@ -989,8 +1469,12 @@ mod tests {
             "KEYFLIP_MANAGED_IDENTITY_CLIENT_ID",
             "KEYFLIP_CA_BUNDLE",
             "KEYFLIP_CONNECT_TO",
+            "KEYFLIP_ALLOWED_HOSTS",
         ] {
             assert!(values[name].is_string(), "{name}");
+        }
+        for name in crate::config::KEYFLIP_SETTINGS {
+            assert!(values.contains_key(*name), "{name} is missing from the sample");
         }
         assert!(values.values().all(Value::is_string), "app settings are strings");
     }

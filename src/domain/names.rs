@@ -3,7 +3,9 @@
 
 use std::fmt;
 
-/// Why a name was refused.
+use super::untrusted::echo;
+
+/// Why a name was refused; the name is quoted as [`echo`] shows it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
     #[error(
@@ -32,7 +34,7 @@ impl VaultName {
         if valid {
             Ok(Self(name.to_ascii_lowercase()))
         } else {
-            Err(NameError::Vault(raw.to_string()))
+            Err(NameError::Vault(echo(raw)))
         }
     }
 
@@ -59,7 +61,7 @@ impl SecretName {
         if valid {
             Ok(Self(name.to_string()))
         } else {
-            Err(NameError::Secret(raw.to_string()))
+            Err(NameError::Secret(echo(raw)))
         }
     }
 
@@ -96,7 +98,7 @@ impl SecretVersion {
         if version.len() == 32 && version.bytes().all(|b| b.is_ascii_hexdigit()) {
             Ok(Self(version.to_ascii_lowercase()))
         } else {
-            Err(NameError::Version(raw.to_string()))
+            Err(NameError::Version(echo(raw)))
         }
     }
 
@@ -138,5 +140,13 @@ mod tests {
         let v = SecretVersion::parse(" EE059B2BB5BC48398A53B168C6CDCB10").unwrap();
         assert_eq!(v.as_str(), "ee059b2bb5bc48398a53b168c6cdcb10");
         assert!(SecretVersion::parse("abc").is_err());
+    }
+
+    #[test]
+    fn refused_names_are_quoted_cut_and_escaped() {
+        let error = VaultName::parse("kv\nforged: ERROR").unwrap_err();
+        assert_eq!(error, NameError::Vault("kv\\nforged: ERROR".into()));
+        let error = SecretName::parse(&"x_".repeat(5000)).unwrap_err();
+        assert!(error.to_string().chars().count() < 300, "{error}");
     }
 }

@@ -3,37 +3,66 @@
 //! and returns this handler's status and body to the caller as they are).
 //!
 //! Query parameters `dryRun` and `force` (names case-insensitive, values `true`/`false`/`1`/`0`)
-//! shape the [`RotationRequest`]; every other parameter (e.g. the function key in `code`) is
-//! ignored and never logged. The answer is a plain HTTP status ([`status_for`]) with the
-//! [`RotationResult`] as JSON body, or `{"error": …}` when the request is refused before the
-//! engine runs ([`ManualError`]).
+//! shape the [`RotationRequest`]; the host's function key `code` is accepted and never logged;
+//! any other parameter is refused ([`PARAMETERS`] is the one list), so a misspelt `dry_run`
+//! never runs a real rotation. A body is optional; one that is present must be JSON (its content
+//! is not used). The answer is a plain HTTP status ([`status_for`]) with the [`RotationResult`]
+//! as JSON body, or `{"error": …}` when the request is refused before the engine runs
+//! ([`ManualError`]; values quoted from the request go through
+//! [`crate::domain::untrusted::echo`]).
 //!
 //! | answer | status |
 //! |---|---|
 //! | `rotated`, `planned`, `skipped:stale/not-due/not-managed/ignored` | 200 |
 //! | `pending` | 202 |
-//! | bad vault or secret name, bad `dryRun`/`force` value, `failed:bad-event` | 400 |
+//! | bad vault or secret name, unknown parameter, bad `dryRun`/`force` value, a body that is not JSON, `failed:bad-event` | 400 |
 //! | vault not in KEYFLIP_VAULTS, `failed:not-found` | 404 |
 //! | `failed:locked`, `skipped:dwell` (with a `hint` to use `?force=true`), `skipped:disabled` | 409 |
 //! | `failed:misconfigured/not-allowed/pointer-mismatch/unknown-key/keys-disabled/no-trustworthy-check/verification-timeout` | 422 |
 //! | `failed:azure` | 502 |
+//! | a body whose `Content-Type` is not JSON | 415 |
 //! | `failed:transient` | 503 |
 //! | `failed:internal` | 500 |
 
 use std::time::Duration;
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::Rotator;
 use crate::domain::names::NameError;
+use crate::domain::untrusted::echo;
 use crate::domain::{SecretName, VaultName};
 use crate::engine::{FailReason, Outcome, RotationRequest, RotationResult, SkipReason, TriggerKind};
 
 /// The function's name (its folder under `functions/`).
 pub const FUNCTION: &str = "RotateSecret";
+
+/// A query parameter the route accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Parameter {
+    DryRun,
+    Force,
+    /// The function key, read by the Functions host (and by nothing here).
+    Code,
+}
+
+/// Every query parameter the route accepts, by name (compared ignoring case); any other is
+/// refused. A new parameter is one line here and one arm in [`parse_flags`].
+const PARAMETERS: &[(&str, Parameter)] = &[
+    ("dryRun", Parameter::DryRun),
+    ("force", Parameter::Force),
+    ("code", Parameter::Code),
+];
+
+/// The accepted names, for messages: `dryRun, force, code`.
+fn accepted_parameters() -> String {
+    let names: Vec<&str> = PARAMETERS.iter().map(|(name, _)| *name).collect();
+    names.join(", ")
+}
 
 /// The flags a caller may set in the query string.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -56,6 +85,15 @@ pub enum ManualError {
     #[error("query parameter '{name}' is given more than once")]
     RepeatedFlag { name: &'static str },
     #[error(
+        "query parameter '{name}' is not accepted (check its spelling); the accepted parameters are {}",
+        accepted_parameters()
+    )]
+    UnknownParameter { name: String },
+    #[error("the body is not JSON ({0}); send no body, or a JSON one")]
+    BodyNotJson(String),
+    #[error("the body's Content-Type '{0}' is not JSON; send no body, or a JSON one as application/json")]
+    NotJsonContentType(String),
+    #[error(
         "vault '{0}' is not one keyflip serves: add it to the KEYFLIP_VAULTS setting to rotate its secrets"
     )]
     NotServed(VaultName),
@@ -64,26 +102,38 @@ pub enum ManualError {
 impl ManualError {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::BadVault(_) | Self::BadSecret(_) | Self::BadFlag { .. } | Self::RepeatedFlag { .. } => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::BadVault(_)
+            | Self::BadSecret(_)
+            | Self::BadFlag { .. }
+            | Self::RepeatedFlag { .. }
+            | Self::UnknownParameter { .. }
+            | Self::BodyNotJson(_) => StatusCode::BAD_REQUEST,
+            Self::NotJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::NotServed(_) => StatusCode::NOT_FOUND,
         }
     }
 }
 
-/// Reads `dryRun` and `force` from a raw query string (percent-decoded, names ignoring case).
+/// Reads `dryRun` and `force` from a raw query string (percent-decoded, names ignoring case),
+/// refusing any parameter not in [`PARAMETERS`].
 pub fn parse_flags(query: Option<&str>) -> Result<Flags, ManualError> {
     let mut dry_run = None;
     let mut force = None;
-    for (name, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-        let (slot, name) = if name.eq_ignore_ascii_case("dryRun") {
-            (&mut dry_run, "dryRun")
-        } else if name.eq_ignore_ascii_case("force") {
-            (&mut force, "force")
-        } else {
-            continue;
+    for (raw_name, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        let Some((name, parameter)) = PARAMETERS
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(&raw_name))
+        else {
+            return Err(ManualError::UnknownParameter {
+                name: echo(&raw_name),
+            });
         };
+        let slot = match parameter {
+            Parameter::DryRun => &mut dry_run,
+            Parameter::Force => &mut force,
+            Parameter::Code => continue,
+        };
+        let name = *name;
         if slot.is_some() {
             return Err(ManualError::RepeatedFlag { name });
         }
@@ -99,10 +149,7 @@ fn flag(name: &'static str, value: &str) -> Result<bool, ManualError> {
     match value.trim() {
         v if v.eq_ignore_ascii_case("true") || v == "1" => Ok(true),
         v if v.eq_ignore_ascii_case("false") || v == "0" => Ok(false),
-        v => Err(ManualError::BadFlag {
-            name,
-            value: v.chars().take(40).collect(),
-        }),
+        v => Err(ManualError::BadFlag { name, value: echo(v) }),
     }
 }
 
@@ -125,6 +172,49 @@ pub fn request(
         force,
         budget,
     })
+}
+
+/// Refuses a body that is present and not JSON: 415 when its `Content-Type` says it is not,
+/// 400 when it does not parse. No body (or only whitespace) is fine whatever the header says
+/// (`curl -d ''` sends a form type with an empty body).
+pub fn check_body(content_type: Option<&str>, body: &[u8]) -> Result<(), ManualError> {
+    if body.trim_ascii().is_empty() {
+        return Ok(());
+    }
+    if let Some(content_type) = content_type
+        && !is_json(content_type)
+    {
+        return Err(ManualError::NotJsonContentType(echo(content_type)));
+    }
+    // serde_json's messages name a position, never the content.
+    serde_json::from_slice::<serde::de::IgnoredAny>(body)
+        .map(|_| ())
+        .map_err(|e| ManualError::BodyNotJson(e.to_string()))
+}
+
+/// `application/json` or `application/<anything>+json`, with any parameters.
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// One forwarded manual request, as the server received it.
+#[derive(Debug, Clone, Default)]
+pub struct ManualCall {
+    /// The `{vault}` segment of the path, percent-decoded.
+    pub vault: String,
+    /// The `{secret}` segment of the path, percent-decoded.
+    pub secret: String,
+    /// The raw query string (it carries the function key: never logged).
+    pub query: Option<String>,
+    /// The `Content-Type` header, if any.
+    pub content_type: Option<String>,
+    pub body: Bytes,
 }
 
 /// The HTTP status of an outcome (the table in this module's doc).
@@ -208,16 +298,13 @@ pub fn reply(result: &RotationResult) -> ManualReply {
     }
 }
 
-/// Handles one manual call: validate, refuse a vault not served, rotate, answer. Runs inside
-/// the invocation's span (see `server`). The engine logs the rotation it runs.
-pub async fn handle(
-    rotator: &dyn Rotator,
-    budget: Duration,
-    vault: &str,
-    secret: &str,
-    query: Option<&str>,
-) -> ManualReply {
-    let request = match request(vault, secret, query, budget) {
+/// Handles one manual call: validate the path, the query and the body, refuse a vault not
+/// served, rotate, answer. Runs inside the invocation's span (see `server`). The engine logs
+/// the rotation it runs.
+pub async fn handle(rotator: &dyn Rotator, budget: Duration, call: ManualCall) -> ManualReply {
+    let request = request(&call.vault, &call.secret, call.query.as_deref(), budget)
+        .and_then(|request| check_body(call.content_type.as_deref(), &call.body).map(|()| request));
+    let request = match request {
         Ok(request) => request,
         Err(error) => {
             tracing::warn!("manual rotation refused: {error}");
@@ -304,6 +391,86 @@ mod tests {
             parse_flags(Some("force=1&Force=0")),
             Err(ManualError::RepeatedFlag { name: "force" })
         );
+    }
+
+    #[test]
+    fn unknown_parameters_are_refused_naming_them_and_the_accepted_ones() {
+        for (query, name) in [
+            ("dry_run=true", "dry_run"),
+            ("dryRun=false&dry-run=true", "dry-run"),
+            ("Code=k&forced=1", "forced"),
+            ("mode=revoke-active", "mode"),
+            ("=true", ""),
+        ] {
+            let error = parse_flags(Some(query)).unwrap_err();
+            assert_eq!(
+                error,
+                ManualError::UnknownParameter { name: name.into() },
+                "{query}"
+            );
+            assert_eq!(error.status(), StatusCode::BAD_REQUEST);
+            let text = error.to_string();
+            assert!(text.contains(&format!("'{name}' is not accepted")), "{text}");
+            assert!(
+                text.ends_with("the accepted parameters are dryRun, force, code"),
+                "{text}"
+            );
+        }
+        assert_eq!(parse_flags(Some("CODE=k&code=other")), Ok(Flags::default()));
+    }
+
+    #[test]
+    fn rejected_names_and_values_are_cut_and_escaped() {
+        let error = parse_flags(Some("dry%0Arun=1")).unwrap_err();
+        assert!(error.to_string().contains("'dry\\nrun'"), "{error}");
+        let long = format!("force={}", "y".repeat(5000));
+        let error = parse_flags(Some(&long)).unwrap_err();
+        assert!(error.to_string().chars().count() < 300, "{error}");
+        let long = format!("{}=1", "n".repeat(5000));
+        let error = parse_flags(Some(&long)).unwrap_err();
+        assert!(error.to_string().chars().count() < 400, "{error}");
+    }
+
+    #[test]
+    fn a_body_is_optional_and_must_be_json_when_present() {
+        for (content_type, body) in [
+            (None, ""),
+            (Some("application/x-www-form-urlencoded"), ""),
+            (Some("text/plain"), " \r\n"),
+            (None, "{}"),
+            (Some("application/json"), r#"{"reason": "leaked"}"#),
+            (Some("Application/JSON; charset=utf-8"), "[1, 2]"),
+            (Some("application/merge-patch+json"), "null"),
+        ] {
+            assert_eq!(
+                check_body(content_type, body.as_bytes()),
+                Ok(()),
+                "{content_type:?} {body:?}"
+            );
+        }
+        for (content_type, body) in [
+            (None, "dryRun=true"),
+            (Some("application/json"), "{"),
+            (Some("application/json"), "{} trailing"),
+        ] {
+            let error = check_body(content_type, body.as_bytes()).unwrap_err();
+            assert_eq!(error.status(), StatusCode::BAD_REQUEST, "{body}");
+            assert!(error.to_string().starts_with("the body is not JSON"), "{error}");
+            assert!(!error.to_string().contains(body), "no content echoed: {error}");
+        }
+        for content_type in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "application/jsonp",
+        ] {
+            let error = check_body(Some(content_type), b"{}").unwrap_err();
+            assert_eq!(
+                error.status(),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "{content_type}"
+            );
+            assert!(error.to_string().contains(content_type), "{error}");
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ use emulator::{ControlClient, Emulator, EmulatorInfo, EmulatorOptions};
 use keyflip::app::{self, AzureAccess};
 use keyflip::clock::ManualClock;
 use keyflip::config::Settings;
-use keyflip::server::{self, AppState};
+use keyflip::server::{self, ServerLimits};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
@@ -169,6 +169,15 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts the emulator (clock frozen) and keyflip with `overrides` on top of [`base_vars`].
 pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
+    let limits = ServerLimits {
+        drain: Duration::from_secs(5),
+        ..ServerLimits::default()
+    };
+    spawn_app_with_limits(overrides, limits).await
+}
+
+/// [`spawn_app_with`], the server bounded by `limits`.
+pub async fn spawn_app_with_limits(overrides: &[(&str, &str)], limits: ServerLimits) -> TestApp {
     let emulator = Emulator::start(EmulatorOptions::default())
         .await
         .expect("emulator starts");
@@ -201,14 +210,14 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let state = AppState::from_engine(engine, app::budgets(&settings));
+    let state = app::state(&settings, engine);
     tokio::spawn(server::serve(
         listener,
         state,
         async move {
             let _ = stopped.await;
         },
-        Duration::from_secs(5),
+        limits,
     ));
     let http = reqwest::Client::builder().no_proxy().build().expect("http");
     let azure = azure_http_client(info.address, &info.ca_pem).expect("azure client");

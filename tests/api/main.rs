@@ -8,6 +8,7 @@ mod guards;
 #[allow(dead_code)] // each helper serves some of the modules
 mod helpers;
 mod hostile;
+mod http_surface;
 mod lifecycle;
 mod resilience;
 mod secrets;
