@@ -28,7 +28,7 @@ use axum::http::StatusCode;
 
 use super::Rotator;
 use super::envelope::{Invocation, InvocationResponse, NotAnEnvelope, Reply};
-use super::event::{KeyVaultEvent, parse_event};
+use super::event::{KeyVaultEvent, clues, parse_event};
 use crate::domain::VaultName;
 use crate::engine::{Class, FailReason, Outcome, RotationRequest, RotationResult, SkipReason, TriggerKind};
 
@@ -77,11 +77,13 @@ pub fn decide(invocation: &Invocation, budget: Duration, serves: &dyn Fn(&VaultN
     let event = match parse_event(value) {
         Ok(event) => event,
         Err(error) => {
-            let message = format!("the event cannot be understood: {error}");
+            let clues = clues(value);
+            let about = clues.describe();
+            let message = format!("the {about} cannot be understood, so keyflip does nothing: {error}");
             return answered(
-                "an event that cannot be understood".into(),
-                "",
-                "",
+                about,
+                clues.vault.as_deref().unwrap_or_default(),
+                clues.secret.as_deref().unwrap_or_default(),
                 bad_event,
                 message,
             );

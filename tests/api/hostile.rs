@@ -300,3 +300,87 @@ async fn a_pending_mark_a_few_seconds_in_the_future_is_clock_skew_and_resumes() 
     let latest: Value = json!(app.latest("skew").await.tags);
     assert_eq!(latest["CredentialId"], "key2");
 }
+
+// ---- believing events less -----------------------------------------------------------------
+
+/// Every call the emulator received (Key Vault included), as operation names.
+async fn all_calls(app: &TestApp) -> Vec<String> {
+    app.control
+        .calls(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|call| call.operation)
+        .collect()
+}
+
+#[tokio::test]
+async fn events_whose_sources_disagree_or_lack_a_version_are_refused_without_a_call() {
+    // Arrange: a healthy managed secret in kv-api-two, and events that lie about it
+    let app = spawn_app().await;
+    app.seed_account("aoai-lied-to", "OpenAI").await;
+    let mut spec = SecretSpec::new("lied-to", "aoai-lied-to");
+    spec.vault = VAULT_TWO.into();
+    app.seed_secret(spec).await;
+    let version = app.versions(VAULT_TWO, "lied-to").await.pop().unwrap().version;
+    let near = format!("Microsoft.KeyVault.{NEAR_EXPIRY}");
+    let other_vault = {
+        let mut e = crate::helpers::event_envelope(&near, VAULT_TWO, "lied-to", &version);
+        e["Data"]["event"]["data"]["VaultName"] = json!(VAULT);
+        e["Data"]["event"]["topic"] = json!(format!(
+            "/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}/providers/Microsoft.KeyVault/vaults/{VAULT}"
+        ));
+        e
+    };
+    let other_secret = {
+        let mut e = crate::helpers::event_envelope(&near, VAULT_TWO, "lied-to", &version);
+        e["Data"]["event"]["subject"] = json!("someone-else");
+        e
+    };
+    let no_data = {
+        let mut e = crate::helpers::event_envelope(&near, VAULT_TWO, "lied-to", &version);
+        e["Data"]["event"].as_object_mut().unwrap().remove("data");
+        e
+    };
+    let bad_version = {
+        let mut e = crate::helpers::event_envelope(&near, VAULT_TWO, "lied-to", "not-a-version");
+        e["Data"]["event"]["data"]["Id"] =
+            json!(format!("https://{VAULT_TWO}.vault.azure.net/secrets/lied-to"));
+        e
+    };
+    for (label, envelope, says) in [
+        ("another vault in data.Id", other_vault, "disagree on the vault"),
+        (
+            "another secret in subject",
+            other_secret,
+            "disagree on the secret",
+        ),
+        ("no data", no_data, "no secret version"),
+        ("a malformed version", bad_version, "version"),
+    ] {
+        // Act
+        let answer = app.post("/KeyVaultEvents", envelope.to_string()).await;
+
+        // Assert: acknowledged (retrying cannot help), refused, and the answer says which event
+        // and which secret it was about
+        assert_eq!(
+            (answer.status, answer.outcome()),
+            (200, "failed:bad-event"),
+            "{label}: {:?}",
+            answer.body
+        );
+        let said = message(&answer);
+        assert!(said.contains(says), "{label}: {said}");
+        assert!(said.contains("lied-to"), "{label}: {said}");
+        assert!(
+            said.contains("00eccf70-95a7-4e7c-8299-2eb17ee9ad64"),
+            "{label}: {said}"
+        );
+        assert!(
+            !answer.result()["vault"].as_str().unwrap_or_default().is_empty(),
+            "{label}"
+        );
+    }
+    assert!(all_calls(&app).await.is_empty(), "{:?}", all_calls(&app).await);
+    assert_eq!(app.regenerations("aoai-lied-to").await, [0, 0]);
+}
