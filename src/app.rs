@@ -75,12 +75,34 @@ pub fn engine(
     credential: Arc<dyn TokenCredential>,
     clock: Arc<dyn Clock>,
 ) -> Result<Engine, StartupError> {
+    let providers = providers(settings, access, credential.clone());
+    engine_with_providers(settings, engine_settings, access, credential, clock, providers)
+}
+
+/// The production providers: one per resource type, on the shared transport.
+pub fn providers(
+    settings: &Settings,
+    access: &AzureAccess,
+    credential: Arc<dyn TokenCredential>,
+) -> Providers {
     let arm = ArmClient::new(
         settings.arm_endpoint.clone(),
-        credential.clone(),
+        credential,
         access.client_options.clone(),
     );
-    let providers = Providers::new(Arc::new(CognitiveServices::new(arm, access.http.clone())));
+    Providers::new(Arc::new(CognitiveServices::new(arm, access.http.clone())))
+}
+
+/// The engine with the production store and the given providers: the one seam where tests
+/// put a provider of their own (e.g. one that fails in a way no real answer can).
+pub fn engine_with_providers(
+    settings: &Settings,
+    engine_settings: EngineSettings,
+    access: &AzureAccess,
+    credential: Arc<dyn TokenCredential>,
+    clock: Arc<dyn Clock>,
+    providers: Providers,
+) -> Result<Engine, StartupError> {
     let vaults: Vec<_> = settings
         .vaults
         .iter()

@@ -10,8 +10,9 @@
 //! The level filter comes from `RUST_LOG` (tracing-subscriber's `EnvFilter` syntax); without
 //! it keyflip logs at `info` and its dependencies at `warn`.
 //!
-//! `main` calls [`init`] once, after the configuration is loaded. This module never logs a
-//! value itself; what a log line may hold is the caller's business (DESIGN.md I7).
+//! `main` calls [`init`] once, after the configuration is loaded; it also replaces the panic
+//! hook with one that logs where a panic happened but never its message. This module never
+//! logs a value itself; what a log line may hold is the caller's business (DESIGN.md I7).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -142,7 +143,25 @@ pub fn init(format: LogFormat) -> Result<(), TelemetryError> {
             .with_writer(std::io::stderr)
             .try_init(),
     };
-    result.map_err(|e| TelemetryError::AlreadySet(e.to_string()))
+    result.map_err(|e| TelemetryError::AlreadySet(e.to_string()))?;
+    install_panic_hook();
+    Ok(())
+}
+
+/// Replaces the default panic hook, which prints the panic's message: a message can quote
+/// whatever the panicking code held, a key value included (a slicing panic prints the string it
+/// sliced). keyflip logs where it panicked, never what the message said (DESIGN.md I7).
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_else(|| "an unknown place".into());
+        tracing::error!(
+            %location,
+            "keyflip panicked (a bug: please report it with this line); the panic's message is not shown, as it could quote a key"
+        );
+    }));
 }
 
 /// An error and every cause under it, `outer: cause: root cause`.

@@ -1,10 +1,18 @@
 //! The sweep: lists every configured vault (properties and tags only, never values), decides
 //! which managed secrets are due, and rotates those with bounded concurrency within the sweep's
 //! budget. It is the safety net for every event that was missed.
+//!
+//! It is also the one place that sees every served vault at once, so it refuses a resource
+//! named by two enabled managed secrets (rotating one would regenerate the key the other
+//! publishes, DESIGN.md I9) and reports the pair as a problem. And one bad secret never stops
+//! the others (I10): each rotation runs isolated, a panic in it becomes `failed:internal` for
+//! that secret alone, and the sweep goes on.
 
+use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 
 use super::decide::{self, Due};
 use super::{
@@ -28,13 +36,13 @@ impl Engine {
         let started = Instant::now();
         let deadline = started + budget;
         let mut report = SweepReport::default();
-        let mut decisions = Vec::new();
+        let mut listed: Vec<(&VaultName, Vec<SecretSummary>)> = Vec::new();
         for vault in &self.settings.vaults {
             let left = deadline.saturating_duration_since(Instant::now());
             match tokio::time::timeout(left, self.store.list(vault)).await {
                 Ok(Ok(secrets)) => {
                     report.summary.scanned += secrets.len();
-                    decisions.extend(secrets.iter().filter_map(|s| self.decide(vault, s, deadline)));
+                    listed.push((vault, secrets));
                 }
                 Ok(Err(StoreError::Transient(e))) => report.errors.push(format!("listing vault {vault} failed: {e}")),
                 Ok(Err(e)) => report.problems.push(format!(
@@ -45,6 +53,20 @@ impl Engine {
                     .push(format!("listing vault {vault} ran out of the sweep's budget")),
             }
         }
+        let shared = self.shared_resources(&listed);
+        for (first, second) in shared
+            .values()
+            .flat_map(|names| names.iter().zip(names.iter().skip(1)))
+        {
+            report.problems.push(format!(
+                "{first} and {second} name the same resource in their ProviderAddress tag: rotating one would regenerate the key the other publishes, so keyflip rotates neither; give each resource one managed secret"
+            ));
+        }
+        let decisions = listed.iter().flat_map(|(vault, secrets)| {
+            secrets
+                .iter()
+                .filter_map(|s| self.decide(vault, s, &shared, deadline))
+        });
         let mut to_rotate = Vec::new();
         for decision in decisions {
             match decision {
@@ -103,11 +125,48 @@ impl Engine {
             );
         }
         request.budget = left.min(MAX_ROTATION_IN_SWEEP);
-        self.rotate(request).await
+        let (vault, secret) = (request.vault.clone(), request.secret.clone());
+        match AssertUnwindSafe(self.rotate(request)).catch_unwind().await {
+            Ok(result) => result,
+            Err(_) => {
+                // The panic's payload is not shown: it could quote anything the code held.
+                tracing::error!(%vault, %secret, "the rotation failed unexpectedly (a panic); the sweep goes on");
+                self.report(
+                    &vault,
+                    secret.as_str(),
+                    Outcome::Failed(FailReason::Internal),
+                    "keyflip failed unexpectedly while rotating this secret (a bug: please report it with the logs); the latest version still holds a valid key and the next sweep tries again; the other secrets were not affected",
+                )
+            }
+        }
+    }
+
+    /// The resources named by more than one enabled managed secret, each with those secrets
+    /// (`vault/secret`), across every listed vault.
+    fn shared_resources(&self, listed: &[(&VaultName, Vec<SecretSummary>)]) -> BTreeMap<String, Vec<String>> {
+        let mut by_resource: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (vault, secrets) in listed {
+            for summary in secrets.iter().filter(|s| s.enabled) {
+                if let Some(Ok(tags)) = decide::sweep_tags(&summary.tags, self.settings.lead_days) {
+                    by_resource
+                        .entry(tags.provider_address.key())
+                        .or_default()
+                        .push(format!("{vault}/{}", summary.name));
+                }
+            }
+        }
+        by_resource.retain(|_, names| names.len() > 1);
+        by_resource
     }
 
     /// Whether a listed secret is rotated, reported, or (not managed) left out.
-    fn decide(&self, vault: &VaultName, summary: &SecretSummary, deadline: Instant) -> Option<Decision> {
+    fn decide(
+        &self,
+        vault: &VaultName,
+        summary: &SecretSummary,
+        shared: &BTreeMap<String, Vec<String>>,
+        deadline: Instant,
+    ) -> Option<Decision> {
         let tags = decide::sweep_tags(&summary.tags, self.settings.lead_days)?;
         let name = summary.name.as_str();
         if !summary.enabled {
@@ -129,6 +188,20 @@ impl Engine {
                 )));
             }
         };
+        if let Some(names) = shared.get(&tags.provider_address.key()) {
+            let me = format!("{vault}/{name}");
+            let others: Vec<&str> = names.iter().map(String::as_str).filter(|n| *n != me).collect();
+            return Some(Decision::Report(self.report(
+                vault,
+                name,
+                Outcome::Failed(FailReason::Misconfigured),
+                &format!(
+                    "tag ProviderAddress names {}, which {} names too: rotating one secret would regenerate the key the other publishes, so keyflip rotates neither; give each resource one managed secret",
+                    tags.provider_address,
+                    others.join(" and ")
+                ),
+            )));
+        }
         match decide::due(&tags, summary.expires, self.clock.now(), self.settings.lead_days) {
             Due::NotDue => Some(Decision::Report(self.report(
                 vault,

@@ -17,6 +17,7 @@ use emulator::{ControlClient, Emulator, EmulatorInfo, EmulatorOptions};
 use keyflip::app::{self, AzureAccess};
 use keyflip::clock::ManualClock;
 use keyflip::config::Settings;
+use keyflip::providers::Providers;
 use keyflip::server::{self, ServerLimits};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -178,6 +179,26 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
 
 /// [`spawn_app_with`], the server bounded by `limits`.
 pub async fn spawn_app_with_limits(overrides: &[(&str, &str)], limits: ServerLimits) -> TestApp {
+    spawn(overrides, limits, Box::new(|providers| providers)).await
+}
+
+/// Starts the app with its providers wrapped by `wrap` (the production ones are passed in).
+pub async fn spawn_app_with_providers(
+    overrides: &[(&str, &str)],
+    wrap: Box<dyn FnOnce(Providers) -> Providers>,
+) -> TestApp {
+    let limits = ServerLimits {
+        drain: Duration::from_secs(5),
+        ..ServerLimits::default()
+    };
+    spawn(overrides, limits, wrap).await
+}
+
+async fn spawn(
+    overrides: &[(&str, &str)],
+    limits: ServerLimits,
+    wrap: Box<dyn FnOnce(Providers) -> Providers>,
+) -> TestApp {
     let emulator = Emulator::start(EmulatorOptions::default())
         .await
         .expect("emulator starts");
@@ -205,7 +226,16 @@ pub async fn spawn_app_with_limits(overrides: &[(&str, &str)], limits: ServerLim
     engine_settings.verify_max_backoff = Duration::from_millis(200);
     let access = AzureAccess::new(&settings).expect("transport");
     let credential: Arc<dyn TokenCredential> = Arc::new(ControlCredential(control.clone()));
-    let engine = app::engine(&settings, engine_settings, &access, credential, clock.clone()).expect("engine");
+    let providers = wrap(app::providers(&settings, &access, credential.clone()));
+    let engine = app::engine_with_providers(
+        &settings,
+        engine_settings,
+        &access,
+        credential,
+        clock.clone(),
+        providers,
+    )
+    .expect("engine");
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address");

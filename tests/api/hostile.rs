@@ -2,13 +2,17 @@
 //! attacker would through the real triggers: a `ProviderAddress` that escapes its scope, a
 //! secret pointing at another team's account, hostile `ValidityPeriodDays` and pending marks.
 //! Each refused case is checked in the emulator's call log: no Resource Manager write (and,
-//! where the id itself is refused, no Resource Manager call at all).
+//! where the id itself is refused, no Resource Manager call at all). Also: the sweep refuses a
+//! resource named by two secrets, and a panic in one rotation stops no other (I10).
 
 use emulator::calls::Service;
+use keyflip::domain::{ApiKey, ArmResourceId, Slot};
+use keyflip::providers::{KeyPair, KeyProvider, ProviderError, Providers, ResourceInfo, Verification};
 use serde_json::{Value, json};
 
 use crate::helpers::{
     Answer, RESOURCE_GROUP, SUBSCRIPTION, SecretSpec, TestApp, VAULT, spawn_app, spawn_app_with,
+    spawn_app_with_providers,
 };
 
 const NEAR_EXPIRY: &str = "SecretNearExpiry";
@@ -383,4 +387,138 @@ async fn events_whose_sources_disagree_or_lack_a_version_are_refused_without_a_c
     }
     assert!(all_calls(&app).await.is_empty(), "{:?}", all_calls(&app).await);
     assert_eq!(app.regenerations("aoai-lied-to").await, [0, 0]);
+}
+
+// ---- one resource per secret, one bad secret never stops the others -------------------------
+
+#[tokio::test]
+async fn the_sweep_refuses_a_resource_named_by_two_secrets_and_says_which() {
+    // Arrange: two secrets in two vaults name one account; a third secret is healthy
+    let app = spawn_app().await;
+    app.seed_account("aoai-shared", "OpenAI").await;
+    app.seed_account("aoai-alone", "OpenAI").await;
+    app.seed_secret(SecretSpec::new("shared-a", "aoai-shared")).await;
+    let mut second = SecretSpec::new("shared-b", "aoai-shared");
+    second.vault = VAULT_TWO.into();
+    app.seed_secret(second).await;
+    app.seed_secret(SecretSpec::new("alone", "aoai-alone")).await;
+
+    // Act
+    let answer = app.sweep().await;
+
+    // Assert: both refused naming the other, reported as a problem; the third rotated
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    let report = &answer.body["ReturnValue"];
+    let result = |name: &str| -> Value {
+        report["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["secret"] == name)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let a = result("shared-a");
+    assert_eq!(a["outcome"], "failed:misconfigured", "{a}");
+    assert!(
+        a["message"].as_str().unwrap().contains("kv-api-two/shared-b"),
+        "{a}"
+    );
+    let b = result("shared-b");
+    assert_eq!(b["outcome"], "failed:misconfigured", "{b}");
+    assert!(b["message"].as_str().unwrap().contains("kv-api/shared-a"), "{b}");
+    let problems = report["problems"].to_string();
+    assert!(
+        problems.contains("kv-api/shared-a") && problems.contains("kv-api-two/shared-b"),
+        "{problems}"
+    );
+    assert_eq!(result("alone")["outcome"], "rotated");
+    assert_eq!(app.regenerations("aoai-shared").await, [0, 0]);
+}
+
+/// A provider that panics while regenerating one account's key, with a key value in the panic
+/// message (as a slicing bug over a key would), and otherwise is the production provider.
+#[derive(Debug)]
+pub struct PanicsOn {
+    pub real: std::sync::Arc<dyn KeyProvider>,
+    pub account: &'static str,
+}
+
+#[async_trait::async_trait]
+impl KeyProvider for PanicsOn {
+    fn name(&self) -> &'static str {
+        self.real.name()
+    }
+    fn slot_from_tag(&self, tag: &str) -> Option<Slot> {
+        self.real.slot_from_tag(tag)
+    }
+    fn slot_tag(&self, slot: Slot) -> &'static str {
+        self.real.slot_tag(slot)
+    }
+    async fn describe(&self, resource: &ArmResourceId) -> Result<ResourceInfo, ProviderError> {
+        self.real.describe(resource).await
+    }
+    async fn list_keys(&self, resource: &ArmResourceId) -> Result<KeyPair, ProviderError> {
+        self.real.list_keys(resource).await
+    }
+    async fn regenerate(&self, resource: &ArmResourceId, slot: Slot) -> Result<KeyPair, ProviderError> {
+        if resource.name() == self.account {
+            let keys = self.real.list_keys(resource).await?;
+            panic!("index out of range in key {}", keys.first.expose());
+        }
+        self.real.regenerate(resource, slot).await
+    }
+    async fn verify(&self, info: &ResourceInfo, key: &ApiKey) -> Verification {
+        self.real.verify(info, key).await
+    }
+}
+
+#[tokio::test]
+async fn a_panic_in_one_rotation_is_reported_for_that_secret_alone_and_the_sweep_goes_on() {
+    // Arrange: three due secrets; rotating the middle one panics
+    let app = spawn_app_with_providers(
+        &[],
+        Box::new(|providers| {
+            let id = ArmResourceId::parse(&TestApp::provider_address("any")).unwrap();
+            let real = providers.for_resource(&id).unwrap();
+            Providers::new(std::sync::Arc::new(PanicsOn {
+                real,
+                account: "aoai-boom",
+            }))
+        }),
+    )
+    .await;
+    for account in ["aoai-before", "aoai-boom", "aoai-after"] {
+        app.seed_account(account, "OpenAI").await;
+        app.seed_secret(SecretSpec::new(account.trim_start_matches("aoai-"), account))
+            .await;
+    }
+    let boom_key = app.key("aoai-boom", "key1").await;
+
+    // Act
+    let answer = app.sweep().await;
+
+    // Assert: failed:internal for that secret alone; the others rotated; no key in the answer
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    let results = answer.body["ReturnValue"]["results"].as_array().unwrap().clone();
+    let outcome = |name: &str| {
+        results
+            .iter()
+            .find(|r| r["secret"] == name)
+            .map(|r| r["outcome"].as_str().unwrap_or_default().to_string())
+    };
+    assert_eq!(outcome("boom").as_deref(), Some("failed:internal"));
+    assert_eq!(outcome("before").as_deref(), Some("rotated"));
+    assert_eq!(outcome("after").as_deref(), Some("rotated"));
+    assert!(!answer.body.to_string().contains(&boom_key));
+    assert_eq!(
+        app.latest("boom").await.value,
+        boom_key,
+        "the published key is unchanged"
+    );
+
+    // Act: the next sweep still runs (the lock of the panicked rotation was released)
+    let again = app.sweep().await;
+    assert_eq!(again.status, 200, "{:?}", again.body);
+    assert!(again.body.to_string().contains("failed:internal"));
 }

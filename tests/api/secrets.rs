@@ -1,5 +1,6 @@
 //! I7: no key value in any log line or answer — checked on the real `keyflip serve` under the
-//! managed identity, with every log level on — and `keyflip demo --json` end to end.
+//! managed identity, at DEBUG and at TRACE for every crate (a rotation, a pending one and a
+//! failed publish), in a panic's output — and `keyflip demo --json` end to end.
 
 use std::collections::BTreeSet;
 
@@ -224,4 +225,178 @@ fn keyflip_demo_json_prints_one_object_with_the_four_results_in_order() {
     assert!(results[2]["summary"].is_object(), "{}", results[2]);
     assert_eq!(results[2]["summary"]["rotated"], 0);
     assert_eq!(results[3]["outcome"], "planned");
+}
+
+/// Accounts of the TRACE test: (name, key1, key2), distinctive values.
+const TRACE_ACCOUNTS: [(&str, &str, &str); 3] = [
+    (
+        "tr-rotate-acc",
+        "Tr4ceRotK1yQ9x7Lm2Pz8Rt4Wb6Nc1Hd",
+        "Tr4ceRotK2yJ4s8Vq1Xk7Yt3Mb9Lp6Zr",
+    ),
+    (
+        "tr-pending-acc",
+        "Tr4cePndK1yB5n7Qw2Er4Ty6Ui8Op0As",
+        "Tr4cePndK2yG7h9Jk1Lz3Xc5Vb7Nm9Qw",
+    ),
+    (
+        "tr-publish-acc",
+        "Tr4cePubK1yT6y8Ui0Op2As4Df6Gh8Jk",
+        "Tr4cePubK2yX5c7Vb9Nm1Qw3Er5Ty7Ui",
+    ),
+];
+
+/// Every key value `accounts` and their secrets in [`VAULT`] ever held (no slot is regenerated
+/// more than once in these tests, so initial + current + published cover them all).
+async fn every_key(app: &TestApp, accounts: &[(&str, &str, &str)], secrets: &[&str]) -> BTreeSet<String> {
+    let mut keys = BTreeSet::new();
+    for (name, key1, key2) in accounts {
+        keys.insert(key1.to_string());
+        keys.insert(key2.to_string());
+        let regenerations = app.regenerations(name).await;
+        assert!(regenerations.iter().all(|n| *n <= 1), "{name}: {regenerations:?}");
+        keys.insert(app.key(name, "key1").await);
+        keys.insert(app.key(name, "key2").await);
+    }
+    for secret in secrets {
+        for version in app.versions(VAULT, secret).await {
+            keys.insert(version.value);
+        }
+    }
+    keys
+}
+
+#[tokio::test]
+async fn no_key_value_appears_at_trace_level_for_every_crate() {
+    // Arrange: a rotation, a key slow to activate (pending) and a publish that keeps failing
+    let app = spawn_app().await;
+    for (name, key1, key2) in TRACE_ACCOUNTS {
+        let mut account = json!({"name": name, "kind": "OpenAI", "key1": key1, "key2": key2});
+        if name == "tr-pending-acc" {
+            account["key_activation_delay_seconds"] = json!(3600);
+        }
+        app.seed_account_with(account).await;
+        app.seed_secret(SecretSpec::new(name.trim_end_matches("-acc"), name))
+            .await;
+    }
+    // RUST_LOG=trace: every crate (reqwest, hyper, rustls, h2, azure_core, azure_identity, …)
+    let mut process = serve_process(&app, &[("RUST_LOG", "trace")]).await;
+    let event = event_envelope(
+        "Microsoft.KeyVault.SecretNearExpiry",
+        VAULT,
+        "tr-rotate",
+        &app.latest("tr-rotate").await.version,
+    );
+
+    // Act
+    let mut answers = Vec::new();
+    answers.push(post(&app, process.url("/KeyVaultEvents"), event.to_string()).await);
+    answers.push(post(&app, process.url("/api/rotate/kv-api/tr-pending"), String::new()).await);
+    app.control
+        .fault(&emulator::faults::FaultRule::new("SetSecret", 500, 100))
+        .await
+        .unwrap();
+    answers.push(post(&app, process.url("/api/rotate/kv-api/tr-publish"), String::new()).await);
+    let _ = process.child.kill();
+    let _ = process.child.wait();
+    let output = process.output();
+
+    // Assert: each path did what it should, and TRACE was really on for the dependencies
+    let got: Vec<(u16, String)> = answers.iter().map(|(s, t)| (*s, outcome(t))).collect();
+    assert_eq!(got[0], (200, "rotated".to_string()), "{answers:?}");
+    assert_eq!(got[1], (202, "pending".to_string()), "{answers:?}");
+    assert_eq!(got[2].0, 503, "{answers:?}");
+    assert_eq!(got[2].1, "failed:transient", "{answers:?}");
+    let targets: BTreeSet<&str> = output
+        .lines()
+        .filter_map(|l| l.split("\"target\":\"").nth(1)?.split(['"', ':']).next())
+        .collect();
+    // azure_core logs through its foundation crate, typespec_client_core.
+    for wanted in [
+        "hyper_util",
+        "rustls",
+        "reqwest",
+        "h2",
+        "typespec_client_core",
+        "azure_identity",
+    ] {
+        assert!(
+            targets.contains(wanted),
+            "no TRACE line from {wanted} (only {targets:?}): is the filter on?"
+        );
+    }
+    let keys = every_key(&app, &TRACE_ACCOUNTS, &["tr-rotate", "tr-pending", "tr-publish"]).await;
+    assert!(keys.len() >= 6 + 2, "{}", keys.len());
+
+    // Assert: no key value, old, new or idle, in stdout/stderr or any answer
+    for key in &keys {
+        let line = output.lines().find(|l| l.contains(key.as_str()));
+        assert!(line.is_none(), "a key value is in the TRACE log: {line:?}");
+        for (_, text) in &answers {
+            assert!(!text.contains(key.as_str()), "a key value is in an answer");
+        }
+    }
+}
+
+const PANIC_KEY1: &str = "Pan1cK1yQ9x7Lm2Pz8Rt4Wb6Nc1Hd5Fg";
+const PANIC_KEY2: &str = "Pan1cK2yJ4s8Vq1Xk7Yt3Mb9Lp6Zr2Dc";
+
+/// The child of [`a_panic_during_a_rotation_prints_no_key`]: keyflip's own telemetry (JSON,
+/// TRACE) and panic hook, a sweep over a secret whose rotation panics with a key value in
+/// its message, the answer on stdout.
+#[tokio::test]
+#[ignore = "run as a child process by a_panic_during_a_rotation_prints_no_key"]
+async fn panic_child() {
+    keyflip::telemetry::init(keyflip::telemetry::LogFormat::Json).unwrap();
+    let app = crate::helpers::spawn_app_with_providers(
+        &[],
+        Box::new(|providers| {
+            let id = keyflip::domain::ArmResourceId::parse(&TestApp::provider_address("any")).unwrap();
+            let real = providers.for_resource(&id).unwrap();
+            keyflip::providers::Providers::new(std::sync::Arc::new(crate::hostile::PanicsOn {
+                real,
+                account: "panic-acc",
+            }))
+        }),
+    )
+    .await;
+    app.seed_account_with(
+        json!({"name": "panic-acc", "kind": "OpenAI", "key1": PANIC_KEY1, "key2": PANIC_KEY2}),
+    )
+    .await;
+    app.seed_secret(SecretSpec::new("panics", "panic-acc")).await;
+    let answer = app.sweep().await;
+    println!("ANSWER {}", answer.body);
+}
+
+#[test]
+fn a_panic_during_a_rotation_prints_no_key() {
+    // Act: the child test, in a process of its own (its panic hook and subscriber are global)
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "secrets::panic_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("RUST_LOG", "trace")
+        .output()
+        .expect("the test binary runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+
+    // Assert: the rotation panicked and was reported (not vacuous), the hook logged where, and
+    // neither the answer nor any output line holds the key the panic message quoted
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("failed:internal"), "{stdout}\n{stderr}");
+    assert!(stdout.contains("keyflip panicked"), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("tests/api/hostile.rs"),
+        "the location is logged: {stdout}"
+    );
+    for key in [PANIC_KEY1, PANIC_KEY2] {
+        assert!(!stdout.contains(key), "a key value is in stdout");
+        assert!(!stderr.contains(key), "a key value is in stderr");
+    }
 }
