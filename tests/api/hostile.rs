@@ -522,3 +522,36 @@ async fn a_panic_in_one_rotation_is_reported_for_that_secret_alone_and_the_sweep
     assert_eq!(again.status, 200, "{:?}", again.body);
     assert!(again.body.to_string().contains("failed:internal"));
 }
+
+#[tokio::test]
+async fn no_http_route_repairs() {
+    // Arrange: a secret that only a repair could fix
+    let app = spawn_app().await;
+    app.seed_account("aoai-norepair", "OpenAI").await;
+    let mut spec = SecretSpec::new("norepair", "aoai-norepair");
+    spec.value = Some("garbage".into());
+    app.seed_secret(spec).await;
+
+    // Act: every spelling a caller might try over HTTP
+    for query in [
+        "?repair=true",
+        "?Repair=1",
+        "?mode=repair",
+        "?dryRun=false&repair",
+    ] {
+        let answer = app.manual(VAULT, "norepair", query).await;
+
+        // Assert: 400, naming the parameter; nothing written
+        assert_eq!(answer.status, 400, "{query}: {:?}", answer.body);
+        assert!(
+            answer.body["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("dryRun"),
+            "{query}"
+        );
+    }
+    let repair = app.post("/api/repair/kv-api/norepair", "").await;
+    assert_eq!(repair.status, 404, "{:?}", repair.body);
+    assert!(writes(&app).await.is_empty(), "{:?}", writes(&app).await);
+}
