@@ -63,6 +63,10 @@ pub enum TagError {
         "the secret would carry {0} tags, over Key Vault's limit of 15: remove tags keyflip does not need"
     )]
     TooMany(usize),
+    #[error(
+        "tag {0} is given more than once in different letter cases: keep one spelling (keyflip reads tag names case-insensitively, so it cannot tell which one is meant)"
+    )]
+    Ambiguous(&'static str),
 }
 
 /// A rotation started on a slot that has not been published yet.
@@ -103,6 +107,20 @@ pub fn is_managed(tags: &Tags) -> bool {
 impl RotationTags {
     /// Parses and validates the tags; `lead_days` is the sweep's lead (KEYFLIP_LEAD_DAYS).
     pub fn parse(tags: &Tags, lead_days: u32) -> Result<Self, TagError> {
+        let read = [
+            CREDENTIAL_ID,
+            PROVIDER_ADDRESS,
+            VALIDITY_PERIOD_DAYS,
+            VERIFY_KEY,
+            PENDING_SLOT,
+            PENDING_SINCE,
+        ];
+        if let Some(name) = read
+            .into_iter()
+            .find(|name| tags.keys().filter(|k| k.eq_ignore_ascii_case(name)).count() > 1)
+        {
+            return Err(TagError::Ambiguous(name));
+        }
         let credential_id = tag(tags, CREDENTIAL_ID).ok_or(TagError::Missing(CREDENTIAL_ID))?;
         let address = tag(tags, PROVIDER_ADDRESS).ok_or(TagError::Missing(PROVIDER_ADDRESS))?;
         let provider_address = ArmResourceId::parse(address)?;
@@ -332,6 +350,29 @@ mod tests {
             crowded.insert(format!("t{i}"), "v".into());
         }
         assert_eq!(with_pending(&crowded, "key2", since), Err(TagError::TooMany(17)));
+    }
+
+    #[test]
+    fn a_rotation_tag_spelt_twice_is_refused() {
+        let mut twice = valid();
+        twice.insert("CREDENTIALID".into(), "key2".into());
+        assert_eq!(
+            RotationTags::parse(&twice, 30),
+            Err(TagError::Ambiguous(CREDENTIAL_ID))
+        );
+        let mut pending = valid();
+        pending.insert("PendingSlot".into(), "key2".into());
+        pending.insert("pendingslot".into(), "key2".into());
+        pending.insert("PendingSince".into(), "2026-01-01T00:00:00Z".into());
+        assert_eq!(
+            RotationTags::parse(&pending, 30),
+            Err(TagError::Ambiguous(PENDING_SLOT))
+        );
+        // Other tags may be spelt as their owners like.
+        let mut other = valid();
+        other.insert("owner".into(), "a".into());
+        other.insert("Owner".into(), "b".into());
+        assert!(RotationTags::parse(&other, 30).is_ok());
     }
 
     #[test]
