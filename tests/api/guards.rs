@@ -8,9 +8,6 @@ use serde_json::json;
 use crate::helpers::{Answer, DAY, SUBSCRIPTION, SecretSpec, TestApp, VAULT, spawn_app};
 
 const NEAR_EXPIRY: &str = "SecretNearExpiry";
-/// The operations that change a key or a secret.
-const WRITES: [&str; 3] = ["Accounts_RegenerateKey", "SetSecret", "UpdateSecret"];
-
 /// `(outcome, from, to)` of an answer's result.
 fn flip(answer: &Answer) -> (&str, &str, &str) {
     let result = answer.result();
@@ -24,18 +21,6 @@ fn flip(answer: &Answer) -> (&str, &str, &str) {
 /// The result's message for operators.
 fn message(answer: &Answer) -> &str {
     answer.result()["message"].as_str().unwrap_or_default()
-}
-
-/// The operations among [`WRITES`] that reached the emulator so far.
-async fn writes(app: &TestApp) -> Vec<String> {
-    app.control
-        .calls(None)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|call| WRITES.contains(&call.operation.as_str()))
-        .map(|call| call.operation)
-        .collect()
 }
 
 /// How many `regenerateKey` calls reached Resource Manager so far.
@@ -124,7 +109,7 @@ async fn an_event_inside_the_dwell_is_acknowledged_as_skipped_without_regenerati
         answer.body
     );
     assert_eq!(app.regenerations("aoai-young").await, [0, 0]);
-    assert!(writes(&app).await.is_empty());
+    assert!(app.writes().await.is_empty());
 }
 
 #[tokio::test]
@@ -175,7 +160,7 @@ async fn a_dry_run_plans_the_flip_and_changes_nothing() {
         Some(before[0].version.as_str())
     );
     assert!(answer.result()["expires"].is_null());
-    assert!(writes(&app).await.is_empty(), "{:?}", writes(&app).await);
+    assert!(app.writes().await.is_empty(), "{:?}", app.writes().await);
     let after = app.versions(VAULT, "dry").await;
     assert_eq!(after.len(), 1, "no new version");
     assert_eq!(after[0].version, before[0].version);
@@ -214,7 +199,7 @@ async fn a_dry_run_respects_the_dwell_and_plans_with_force_still_changing_nothin
     );
     assert_eq!(forced.status, 200, "{:?}", forced.body);
     assert_eq!(flip(&forced), ("planned", "key1", "key2"));
-    assert!(writes(&app).await.is_empty(), "{:?}", writes(&app).await);
+    assert!(app.writes().await.is_empty(), "{:?}", app.writes().await);
     assert_eq!(app.versions(VAULT, "dryforce").await.len(), 1);
     let after = app.latest("dryforce").await;
     assert_eq!((after.version, after.tags), (before.version, before.tags));
@@ -268,7 +253,7 @@ async fn a_credential_id_that_lies_is_refused_permanently_without_regenerating()
     );
     assert_eq!(app.regenerations("aoai-liar").await, [0, 0]);
     assert_eq!(regenerate_calls(&app).await, 0);
-    assert!(writes(&app).await.is_empty(), "{:?}", writes(&app).await);
+    assert!(app.writes().await.is_empty(), "{:?}", app.writes().await);
     let after = app.latest("liar").await;
     assert_eq!((after.version, after.tags), (before.version, before.tags));
     assert_eq!(
@@ -288,7 +273,7 @@ async fn assert_unknown_key_refused(app: &TestApp, answer: &Answer, account: &st
     assert_eq!(answer.outcome(), "failed:unknown-key", "{:?}", answer.body);
     assert!(message(answer).contains("--repair"), "{}", message(answer));
     assert_eq!(app.regenerations(account).await, [0, 0]);
-    assert!(writes(app).await.is_empty(), "{:?}", writes(app).await);
+    assert!(app.writes().await.is_empty(), "{:?}", app.writes().await);
 }
 
 #[tokio::test]
@@ -401,7 +386,7 @@ async fn an_account_with_local_auth_disabled_is_refused_permanently() {
     }
     assert_eq!(app.regenerations("aoai-entra").await, [0, 0]);
     assert_eq!(regenerate_calls(&app).await, 0);
-    assert!(writes(&app).await.is_empty(), "{:?}", writes(&app).await);
+    assert!(app.writes().await.is_empty(), "{:?}", app.writes().await);
     assert_eq!(app.latest("entra").await.version, before.version);
 }
 
@@ -502,7 +487,7 @@ async fn misconfigured_tags_are_refused_permanently_naming_the_tag() {
     }
     assert_eq!(app.regenerations("aoai-tags").await, [0, 0]);
     assert_eq!(regenerate_calls(&app).await, 0);
-    assert!(writes(&app).await.is_empty(), "{:?}", writes(&app).await);
+    assert!(app.writes().await.is_empty(), "{:?}", app.writes().await);
 }
 
 // ---- (g) kinds without a trustworthy check -------------------------------------------------
@@ -607,7 +592,7 @@ async fn a_disabled_secret_is_skipped() {
         );
     }
     assert_eq!(app.regenerations("aoai-off").await, [0, 0]);
-    assert!(writes(&app).await.is_empty(), "{:?}", writes(&app).await);
+    assert!(app.writes().await.is_empty(), "{:?}", app.writes().await);
     assert_eq!(app.versions(VAULT, "off").await.len(), 1);
 }
 

@@ -264,7 +264,22 @@ async fn spawn(
     }
 }
 
+/// The operations that change a key or a secret.
+pub const WRITES: [&str; 3] = ["Accounts_RegenerateKey", "SetSecret", "UpdateSecret"];
+
 impl TestApp {
+    /// The operations among [`WRITES`] that reached the emulator so far.
+    pub async fn writes(&self) -> Vec<String> {
+        self.control
+            .calls(None)
+            .await
+            .expect("calls")
+            .into_iter()
+            .filter(|call| WRITES.contains(&call.operation.as_str()))
+            .map(|call| call.operation)
+            .collect()
+    }
+
     /// Moves both clocks (keyflip's and the emulator's) forward.
     pub async fn advance(&self, seconds: i64) {
         self.clock.advance(time::Duration::seconds(seconds));

@@ -48,20 +48,6 @@ async fn arm_calls(app: &TestApp) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The Resource Manager and Key Vault writes the emulator received.
-async fn writes(app: &TestApp) -> Vec<String> {
-    app.control
-        .calls(None)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|call| {
-            ["Accounts_RegenerateKey", "SetSecret", "UpdateSecret"].contains(&call.operation.as_str())
-        })
-        .map(|call| call.operation)
-        .collect()
-}
-
 fn account_id(group: &str, name: &str) -> String {
     format!(
         "/subscriptions/{SUBSCRIPTION}/resourceGroups/{group}/providers/Microsoft.CognitiveServices/accounts/{name}"
@@ -275,7 +261,7 @@ async fn pending_marks_keyflip_could_not_have_written_are_refused_before_any_wri
         assert!(message(&answer).contains(says), "{name}: {}", message(&answer));
         assert_eq!(app.regenerations(&account).await, [0, 0], "{name}");
     }
-    assert!(writes(&app).await.is_empty(), "{:?}", writes(&app).await);
+    assert!(app.writes().await.is_empty(), "{:?}", app.writes().await);
 }
 
 #[tokio::test]
@@ -553,5 +539,5 @@ async fn no_http_route_repairs() {
     }
     let repair = app.post("/api/repair/kv-api/norepair", "").await;
     assert_eq!(repair.status, 404, "{:?}", repair.body);
-    assert!(writes(&app).await.is_empty(), "{:?}", writes(&app).await);
+    assert!(app.writes().await.is_empty(), "{:?}", app.writes().await);
 }

@@ -13,21 +13,6 @@ use crate::helpers::{
     SecretSpec, TestApp, VAULT, event_envelope, spawn_app, spawn_app_with, spawn_app_with_limits,
 };
 
-/// The operations that change a key or a secret.
-const WRITES: [&str; 3] = ["Accounts_RegenerateKey", "SetSecret", "UpdateSecret"];
-
-/// The operations among [`WRITES`] that reached the emulator so far.
-async fn writes(app: &TestApp) -> Vec<String> {
-    app.control
-        .calls(None)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|call| WRITES.contains(&call.operation.as_str()))
-        .map(|call| call.operation)
-        .collect()
-}
-
 /// An account and a managed secret of it, due for rotation.
 async fn seeded(app: &TestApp, secret: &str) {
     let account = format!("aoai-{secret}");
@@ -68,7 +53,7 @@ async fn a_misspelt_dry_run_is_refused_and_nothing_is_written() {
     assert!(error.contains("'dry_run' is not accepted"), "{error}");
     assert!(error.contains("dryRun, force, code"), "{error}");
     assert_eq!((spelt.status, spelt.outcome()), (200, "planned"));
-    assert!(writes(&app).await.is_empty(), "{:?}", writes(&app).await);
+    assert!(app.writes().await.is_empty(), "{:?}", app.writes().await);
     assert_eq!(app.regenerations("aoai-typo").await, [0, 0]);
     assert_eq!(app.latest("typo").await.version, before.version);
 }
@@ -161,7 +146,7 @@ async fn a_foreign_host_is_misdirected_and_the_app_s_own_names_are_answered() {
         assert!(answer.starts_with("HTTP/1.1 200"), "{host}: {answer}");
         assert!(answer.contains("\"planned\""), "{host}: {answer}");
     }
-    assert!(writes(&app).await.is_empty());
+    assert!(app.writes().await.is_empty());
 }
 
 #[tokio::test]
@@ -294,7 +279,7 @@ async fn a_client_that_trickles_its_headers_is_cut_off() {
     // Assert: the server closed the connection (a generous bound); nothing ran; the handler
     // still answers a client that sends its request at once
     assert!(closed.is_ok(), "the connection was still open after 10 s");
-    assert!(writes(&app).await.is_empty());
+    assert!(app.writes().await.is_empty());
     let answer = raw(&app, &manual_with_host("slowloris", "127.0.0.1")).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }

@@ -152,20 +152,8 @@ async fn no_key_value_appears_in_the_logs_or_answers_of_keyflip_serve() {
 
     // Arrange: every key value that ever existed — initial keys, current keys (each slot was
     // regenerated at most once, so nothing in between), every version's value
-    let mut keys: BTreeSet<String> = BTreeSet::new();
-    for (name, key1, key2) in ACCOUNTS {
-        keys.insert(key1.to_string());
-        keys.insert(key2.to_string());
-        let regenerations = app.regenerations(name).await;
-        assert!(regenerations.iter().all(|n| *n <= 1), "{name}: {regenerations:?}");
-        keys.insert(app.key(name, "key1").await);
-        keys.insert(app.key(name, "key2").await);
-    }
-    for (vault, secret, _) in SECRETS {
-        for version in app.versions(vault, secret).await {
-            keys.insert(version.value);
-        }
-    }
+    let secrets = SECRETS.map(|(vault, secret, _)| (vault, secret));
+    let keys = every_key(&app, &ACCOUNTS, &secrets).await;
     assert_eq!(keys.len(), 8 + 3, "three slots were regenerated: {}", keys.len());
     assert!(keys.iter().all(|k| k.len() >= 16));
 
@@ -246,9 +234,13 @@ const TRACE_ACCOUNTS: [(&str, &str, &str); 3] = [
     ),
 ];
 
-/// Every key value `accounts` and their secrets in [`VAULT`] ever held (no slot is regenerated
+/// Every key value `accounts` and their `(vault, secret)`s ever held (no slot is regenerated
 /// more than once in these tests, so initial + current + published cover them all).
-async fn every_key(app: &TestApp, accounts: &[(&str, &str, &str)], secrets: &[&str]) -> BTreeSet<String> {
+async fn every_key(
+    app: &TestApp,
+    accounts: &[(&str, &str, &str)],
+    secrets: &[(&str, &str)],
+) -> BTreeSet<String> {
     let mut keys = BTreeSet::new();
     for (name, key1, key2) in accounts {
         keys.insert(key1.to_string());
@@ -258,8 +250,8 @@ async fn every_key(app: &TestApp, accounts: &[(&str, &str, &str)], secrets: &[&s
         keys.insert(app.key(name, "key1").await);
         keys.insert(app.key(name, "key2").await);
     }
-    for secret in secrets {
-        for version in app.versions(VAULT, secret).await {
+    for (vault, secret) in secrets {
+        for version in app.versions(vault, secret).await {
             keys.insert(version.value);
         }
     }
@@ -325,7 +317,8 @@ async fn no_key_value_appears_at_trace_level_for_every_crate() {
             "no TRACE line from {wanted} (only {targets:?}): is the filter on?"
         );
     }
-    let keys = every_key(&app, &TRACE_ACCOUNTS, &["tr-rotate", "tr-pending", "tr-publish"]).await;
+    let secrets = [(VAULT, "tr-rotate"), (VAULT, "tr-pending"), (VAULT, "tr-publish")];
+    let keys = every_key(&app, &TRACE_ACCOUNTS, &secrets).await;
     assert!(keys.len() >= 6 + 2, "{}", keys.len());
 
     // Assert: no key value, old, new or idle, in stdout/stderr or any answer
