@@ -307,7 +307,13 @@ async fn spawned<T: Send + 'static>(
     match task.await {
         Ok(value) => Ran::Answered(value),
         Err(error) => {
-            span.in_scope(|| tracing::error!("the invocation failed unexpectedly: {error}"));
+            // Never the JoinError's text: for a panic it quotes the panic's message, which can
+            // hold anything the panicking code held, a key included (I7).
+            let what = match error.is_panic() {
+                true => "panicked (the panic's message is not shown: it could quote a key)",
+                false => "was cancelled",
+            };
+            span.in_scope(|| tracing::error!("the invocation failed unexpectedly: it {what}"));
             Ran::Panicked
         }
     }

@@ -1,7 +1,9 @@
 //! An API key value. It never prints: `Debug` and `Display` are redacted, and the value is
 //! reachable only through [`ApiKey::expose`], at the few places that must send or store it.
+//! [`pair_fingerprint`] binds a pending mark to the keys it was written for, without the keys.
 
 use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
 
 /// A key value (a resource's key, or a secret version's value).
 #[derive(Clone)]
@@ -22,6 +24,24 @@ impl ApiKey {
         let (a, b) = (self.expose().as_bytes(), other.expose().as_bytes());
         a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
     }
+}
+
+/// A short fingerprint (16 hex characters of SHA-256) of an ordered pair of keys: the active
+/// key and the idle slot's regenerated key. Only someone who holds both can compute it, so a
+/// pending mark carrying it proves it was written for exactly these keys. It reveals nothing
+/// usable about either key (both are long random values).
+pub fn pair_fingerprint(active: &ApiKey, regenerated: &ApiKey) -> String {
+    let mut hash = Sha256::new();
+    for key in [active, regenerated] {
+        let bytes = key.expose().as_bytes();
+        hash.update((bytes.len() as u64).to_be_bytes());
+        hash.update(bytes);
+    }
+    hash.finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl std::fmt::Debug for ApiKey {
@@ -45,6 +65,21 @@ mod tests {
         let key = ApiKey::new("super-secret-value");
         assert!(!format!("{key:?} {key} {:?}", Some(&key)).contains("super-secret"));
         assert_eq!(key.expose(), "super-secret-value");
+    }
+
+    #[test]
+    fn a_pair_fingerprint_is_short_ordered_and_holds_neither_key() {
+        let (a, b) = (ApiKey::new("active-key-value"), ApiKey::new("new-idle-value"));
+        let fingerprint = pair_fingerprint(&a, &b);
+        assert_eq!(fingerprint.len(), 16);
+        assert!(fingerprint.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(fingerprint, pair_fingerprint(&a, &b));
+        assert_ne!(fingerprint, pair_fingerprint(&b, &a));
+        // The length prefix keeps ("ab", "c") and ("a", "bc") apart.
+        assert_ne!(
+            pair_fingerprint(&ApiKey::new("ab"), &ApiKey::new("c")),
+            pair_fingerprint(&ApiKey::new("a"), &ApiKey::new("bc"))
+        );
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub const ROTATION_TRIGGER: &str = "RotationTrigger";
 pub const PREVIOUS_VERSION: &str = "PreviousVersion";
 pub const PENDING_SLOT: &str = "PendingSlot";
 pub const PENDING_SINCE: &str = "PendingSince";
+pub const PENDING_PROOF: &str = "PendingProof";
 /// Key Vault's limit on tags per secret.
 pub const MAX_TAGS: usize = 15;
 /// Event Grid's fixed `SecretNearExpiry` lead, in days.
@@ -57,8 +58,12 @@ pub enum TagError {
     PendingSince(String),
     #[error("tag PendingSlot is set without PendingSince: remove PendingSlot to start afresh")]
     PendingWithoutSince,
-    #[error("tag PendingSince is set without PendingSlot: remove PendingSince to start afresh")]
+    #[error("tag PendingSince or PendingProof is set without PendingSlot: remove them to start afresh")]
     PendingWithoutSlot,
+    #[error(
+        "tag PendingSlot is set without PendingProof, so nothing shows that keyflip wrote it: remove PendingSlot and PendingSince to start afresh"
+    )]
+    PendingWithoutProof,
     #[error(
         "the secret would carry {0} tags, over Key Vault's limit of 15: remove tags keyflip does not need"
     )]
@@ -75,6 +80,9 @@ pub struct Pending {
     /// The `PendingSlot` tag as written (a provider slot name).
     pub slot: String,
     pub since: OffsetDateTime,
+    /// `PendingProof`: [`crate::domain::key::pair_fingerprint`] of the active key and the
+    /// regenerated idle key, so that a mark a tag writer forged is never resumed.
+    pub proof: String,
 }
 
 /// The parsed rotation tags of a managed secret's latest version.
@@ -114,6 +122,7 @@ impl RotationTags {
             VERIFY_KEY,
             PENDING_SLOT,
             PENDING_SINCE,
+            PENDING_PROOF,
         ];
         if let Some(name) = read
             .into_iter()
@@ -139,14 +148,20 @@ impl RotationTags {
             Some(v) if v.eq_ignore_ascii_case("false") => false,
             Some(other) => return Err(TagError::VerifyKey(other.to_string())),
         };
-        let pending = match (tag(tags, PENDING_SLOT), tag(tags, PENDING_SINCE)) {
-            (None, None) => None,
-            (None, Some(_)) => return Err(TagError::PendingWithoutSlot),
-            (Some(_), None) => return Err(TagError::PendingWithoutSince),
-            (Some(slot), Some(since)) => Some(Pending {
+        let pending = match (
+            tag(tags, PENDING_SLOT),
+            tag(tags, PENDING_SINCE),
+            tag(tags, PENDING_PROOF),
+        ) {
+            (None, None, None) => None,
+            (None, _, _) => return Err(TagError::PendingWithoutSlot),
+            (Some(_), None, _) => return Err(TagError::PendingWithoutSince),
+            (Some(_), Some(_), None) => return Err(TagError::PendingWithoutProof),
+            (Some(slot), Some(since), Some(proof)) => Some(Pending {
                 slot: slot.to_string(),
                 since: OffsetDateTime::parse(since, &Rfc3339)
                     .map_err(|_| TagError::PendingSince(since.to_string()))?,
+                proof: proof.to_string(),
             }),
         };
         Ok(Self {
@@ -209,14 +224,30 @@ pub fn for_new_version(
     put(&mut tags, PREVIOUS_VERSION, previous_version.to_string());
     remove(&mut tags, PENDING_SLOT);
     remove(&mut tags, PENDING_SINCE);
+    remove(&mut tags, PENDING_PROOF);
     checked(tags)
 }
 
-/// The tags of the latest version with the pending mark set.
-pub fn with_pending(current: &Tags, slot: &str, since: OffsetDateTime) -> Result<Tags, TagError> {
+/// The tags of the latest version with the pending mark removed.
+pub fn without_pending(current: &Tags) -> Tags {
+    let mut tags = current.clone();
+    for name in [PENDING_SLOT, PENDING_SINCE, PENDING_PROOF] {
+        remove(&mut tags, name);
+    }
+    tags
+}
+
+/// The tags of the latest version with the pending mark set (`proof`: see [`Pending::proof`]).
+pub fn with_pending(
+    current: &Tags,
+    slot: &str,
+    since: OffsetDateTime,
+    proof: &str,
+) -> Result<Tags, TagError> {
     let mut tags = current.clone();
     put(&mut tags, PENDING_SLOT, slot.to_string());
     put(&mut tags, PENDING_SINCE, rfc3339(since));
+    put(&mut tags, PENDING_PROOF, proof.to_string());
     checked(tags)
 }
 
@@ -324,6 +355,7 @@ mod tests {
         previous.insert("owner".into(), "team-ai".into());
         previous.insert("pendingslot".into(), "key2".into());
         previous.insert("PendingSince".into(), "2026-01-01T00:00:00Z".into());
+        previous.insert("PendingProof".into(), "0123456789abcdef".into());
         let next = for_new_version(&previous, "key2", "event", "v-old").unwrap();
         assert_eq!(next["CredentialId"], "key2");
         assert_eq!(next["owner"], "team-ai");
@@ -331,25 +363,37 @@ mod tests {
         assert_eq!(next["RotationTrigger"], "event");
         assert!(next["RotatedBy"].starts_with("keyflip/"));
         assert!(tag(&next, PENDING_SLOT).is_none() && tag(&next, PENDING_SINCE).is_none());
+        assert!(tag(&next, PENDING_PROOF).is_none());
     }
 
     #[test]
     fn the_pending_mark_round_trips_and_the_tag_limit_holds() {
         let since = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
-        let marked = with_pending(&valid(), "key2", since).unwrap();
+        let marked = with_pending(&valid(), "key2", since, "0123456789abcdef").unwrap();
         let parsed = RotationTags::parse(&marked, 30).unwrap();
         assert_eq!(
             parsed.pending,
             Some(Pending {
                 slot: "key2".into(),
-                since
+                since,
+                proof: "0123456789abcdef".into()
             })
+        );
+        assert!(tag(&without_pending(&marked), PENDING_PROOF).is_none());
+        let mut unproven = marked.clone();
+        unproven.remove(PENDING_PROOF);
+        assert_eq!(
+            RotationTags::parse(&unproven, 30),
+            Err(TagError::PendingWithoutProof)
         );
         let mut crowded = valid();
         for i in 0..12 {
             crowded.insert(format!("t{i}"), "v".into());
         }
-        assert_eq!(with_pending(&crowded, "key2", since), Err(TagError::TooMany(17)));
+        assert_eq!(
+            with_pending(&crowded, "key2", since, "p"),
+            Err(TagError::TooMany(18))
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ use tracing::{Instrument, Span, field};
 
 use super::decide::{self, PendingState};
 use super::{Engine, FailReason, Outcome, RotationRequest, RotationResult, SkipReason, TriggerKind};
+use crate::domain::key::pair_fingerprint;
 use crate::domain::tags::{self, RotationTags, Tags};
 use crate::domain::untrusted::echo;
 use crate::domain::{ApiKey, ArmResourceId, Slot};
@@ -140,6 +141,23 @@ fn check_pending(
         ));
     }
     Ok(())
+}
+
+/// A pending mark is resumed only when its `PendingProof` is the fingerprint of the resource's
+/// current keys (the active one and the regenerated idle one): a mark a tag writer forged, or
+/// one left from keys that changed since, is refused before anything is touched.
+fn check_proof(mark: &tags::Pending, plan: &Plan, keys: &KeyPair) -> Result<(), Finish> {
+    let expected = pair_fingerprint(keys.get(plan.active), keys.get(plan.idle));
+    if mark.proof.eq_ignore_ascii_case(&expected) {
+        return Ok(());
+    }
+    Err(failed(
+        FailReason::Misconfigured,
+        format!(
+            "the pending mark of {} does not match the resource's current keys (its PendingProof is not theirs): keyflip did not write it for these keys, so it will not publish {} without regenerating it; remove the tags PendingSlot, PendingSince and PendingProof from the latest version to start afresh",
+            plan.idle_tag, plan.idle_tag
+        ),
+    ))
 }
 
 /// How to repair a secret whose value is not the active slot's key: a person's act.
@@ -344,6 +362,9 @@ impl Engine {
             .await?
             .map_err(|e| provider_failure(e, "listing the resource's keys"))?;
         self.cross_check(&plan, &secret, &keys)?;
+        if let Some(mark) = &plan.tags.pending {
+            check_proof(mark, &plan, &keys)?;
+        }
 
         // 3c. Pending mark, dwell.
         let now = self.clock.now();
@@ -380,12 +401,19 @@ impl Engine {
         }
 
         // 5. Regenerate the idle slot, or resume the pending one.
-        let new_key = if resuming {
+        let (new_key, marked) = if resuming {
             tracing::info!(slot = %plan.idle_tag, "resuming a pending rotation without regenerating");
-            keys.get(plan.idle).clone()
+            (keys.get(plan.idle).clone(), true)
         } else {
             self.regenerate(request, &secret, &plan, &keys, now, deadline)
                 .await?
+        };
+        let next_time = match marked {
+            true => "a later invocation resumes without regenerating".to_string(),
+            false => format!(
+                "the pending mark could not be written, so the next attempt regenerates {} again (harmless: no consumer uses it)",
+                plan.idle_tag
+            ),
         };
 
         // 6. Verify.
@@ -400,7 +428,7 @@ impl Engine {
                     return Err(finish(
                         Outcome::Pending,
                         format!(
-                            "the new {} key does not pass its check yet (pending since {}); the published key is unchanged and stays valid; a later invocation resumes without regenerating",
+                            "the new {} key does not pass its check yet (pending since {}); the published key is unchanged and stays valid; {next_time}",
                             plan.idle_tag,
                             rfc3339(since)
                         ),
@@ -621,7 +649,7 @@ impl Engine {
                 FailReason::Misconfigured,
                 format!(
                     "tag CredentialId is '{}', which is not a slot of this resource: use {} or {}",
-                    parsed.credential_id,
+                    echo(&parsed.credential_id),
                     provider.slot_tag(Slot::First),
                     provider.slot_tag(Slot::Second)
                 ),
@@ -634,9 +662,14 @@ impl Engine {
         Span::current().record("from", active_tag).record("to", idle_tag);
         // Both writes this rotation may make must fit Key Vault's tag limit: check before
         // touching anything.
-        tags::with_pending(&secret.tags, idle_tag, OffsetDateTime::UNIX_EPOCH)
-            .and_then(|_| tags::for_new_version(&secret.tags, idle_tag, "manual", secret.version.as_str()))
-            .map_err(|e| failed(FailReason::Misconfigured, e.to_string()))?;
+        tags::with_pending(
+            &secret.tags,
+            idle_tag,
+            OffsetDateTime::UNIX_EPOCH,
+            "0000000000000000",
+        )
+        .and_then(|_| tags::for_new_version(&secret.tags, idle_tag, "manual", secret.version.as_str()))
+        .map_err(|e| failed(FailReason::Misconfigured, e.to_string()))?;
         let now = self.clock.now();
         if let Some(pending) = &parsed.pending {
             check_pending(pending, provider.as_ref(), active, now)?;
@@ -689,7 +722,7 @@ impl Engine {
         before: &KeyPair,
         now: OffsetDateTime,
         deadline: Instant,
-    ) -> Result<ApiKey, Finish> {
+    ) -> Result<(ApiKey, bool), Finish> {
         let resource = &plan.tags.provider_address;
         let after = self
             .within(
@@ -718,22 +751,29 @@ impl Engine {
             ));
         }
         tracing::info!(slot = %plan.idle_tag, "regenerated the idle key");
-        let marked = tags::with_pending(&secret.tags, plan.idle_tag, now)
+        let proof = pair_fingerprint(after.get(plan.active), after.get(plan.idle));
+        let mark = tags::with_pending(&secret.tags, plan.idle_tag, now, &proof)
             .map_err(|e| failed(FailReason::Misconfigured, e.to_string()))?;
         let marking = self
             .store
-            .set_tags(&request.vault, &secret.name, &secret.version, marked);
-        match self
+            .set_tags(&request.vault, &secret.name, &secret.version, mark);
+        // Without the mark a rerun regenerates the idle slot once more, which no consumer
+        // notices (I5): go on, and say so if the rotation ends pending.
+        let marked = match self
             .within(deadline, "marking the rotation pending", marking)
             .await
         {
-            Ok(Ok(())) => {}
-            // Without the mark a rerun regenerates the idle slot once more, which no consumer
-            // notices (I5): go on.
-            Ok(Err(e)) => tracing::warn!(error = %e, "could not mark the rotation pending; going on"),
-            Err(e) => tracing::warn!(error = %e.message, "could not mark the rotation pending; going on"),
-        }
-        Ok(after.get(plan.idle).clone())
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "could not mark the rotation pending; going on");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e.message, "could not mark the rotation pending; going on");
+                false
+            }
+        };
+        Ok((after.get(plan.idle).clone(), marked))
     }
 
     /// Step 6: checks the new key until it passes or the budget (less a reserve for
@@ -793,14 +833,7 @@ impl Engine {
         if request.dry_run {
             return Err(failed(FailReason::VerificationTimeout, message));
         }
-        let cleared: Tags = secret
-            .tags
-            .iter()
-            .filter(|(k, _)| {
-                !k.eq_ignore_ascii_case(tags::PENDING_SLOT) && !k.eq_ignore_ascii_case(tags::PENDING_SINCE)
-            })
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let cleared: Tags = tags::without_pending(&secret.tags);
         let clearing = self
             .store
             .set_tags(&request.vault, &secret.name, &secret.version, cleared);

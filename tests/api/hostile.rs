@@ -233,19 +233,38 @@ async fn pending_marks_keyflip_could_not_have_written_are_refused_before_any_wri
         .unwrap()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap();
-    let cases: [(&str, &str, &str, &str); 5] = [
-        ("future", "key2", &in_an_hour, "in the future"),
-        ("names-active", "key1", &a_minute_ago, "the active slot"),
-        ("names-nothing", "key3", &a_minute_ago, "not a slot"),
-        ("unreadable", "key2", "yesterday", "RFC 3339"),
-        ("no-slot", "", &a_minute_ago, "without PendingSlot"),
+    // A tag writer holds no key, so cannot compute the proof of a real mark
+    let forged_proof = "0123456789abcdef";
+    let cases: [(&str, &str, &str, &str, &str); 7] = [
+        ("future", "key2", &in_an_hour, forged_proof, "in the future"),
+        (
+            "names-active",
+            "key1",
+            &a_minute_ago,
+            forged_proof,
+            "the active slot",
+        ),
+        ("names-nothing", "key3", &a_minute_ago, forged_proof, "not a slot"),
+        ("unreadable", "key2", "yesterday", forged_proof, "RFC 3339"),
+        ("no-slot", "", &a_minute_ago, forged_proof, "without PendingSlot"),
+        ("no-proof", "key2", &a_minute_ago, "", "without PendingProof"),
+        // The forged mark of the review: it would skip the dwell and publish key2 unregenerated
+        (
+            "forged",
+            "key2",
+            &a_minute_ago,
+            forged_proof,
+            "does not match the resource's current keys",
+        ),
     ];
-    for (name, slot, since, says) in cases {
+    for (name, slot, since, proof, says) in cases {
         let account = format!("aoai-pm-{name}");
         app.seed_account(&account, "OpenAI").await;
-        let spec = SecretSpec::new(name, &account)
+        let mut spec = SecretSpec::new(name, &account)
             .tag("PendingSlot", slot)
-            .tag("PendingSince", since);
+            .tag("PendingSince", since)
+            .tag("PendingProof", proof);
+        spec.created_days_ago = 0;
         app.seed_secret(spec).await;
 
         // Act
@@ -266,7 +285,8 @@ async fn pending_marks_keyflip_could_not_have_written_are_refused_before_any_wri
 
 #[tokio::test]
 async fn a_pending_mark_a_few_seconds_in_the_future_is_clock_skew_and_resumes() {
-    // Arrange: another instance's clock is 2 minutes ahead; its regenerated key2 waits
+    // Arrange: another instance's clock is 2 minutes ahead; its regenerated key2 waits (its
+    // proof is the fingerprint of key1 and the regenerated key2)
     let app = spawn_app().await;
     app.seed_account("aoai-skew", "OpenAI").await;
     let now = app.now().await;
@@ -274,10 +294,15 @@ async fn a_pending_mark_a_few_seconds_in_the_future_is_clock_skew_and_resumes() 
         .unwrap()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap();
+    let proof = keyflip::domain::key::pair_fingerprint(
+        &ApiKey::new(app.key("aoai-skew", "key1").await),
+        &ApiKey::new(app.key("aoai-skew", "key2").await),
+    );
     app.seed_secret(
         SecretSpec::new("skew", "aoai-skew")
             .tag("PendingSlot", "key2")
-            .tag("PendingSince", &since),
+            .tag("PendingSince", &since)
+            .tag("PendingProof", &proof),
     )
     .await;
 
