@@ -387,12 +387,37 @@ fn parse_vaults(v: Vars<'_>) -> Result<Vec<VaultEndpoint>, ConfigError> {
                 VAULTS_EXPECTED,
             ));
         }
+        // Two names for one vault would let a scope bound to one name apply to the other's
+        // secrets, and make every secret a duplicate of itself.
+        if let Some(known) = vaults.iter().find(|known| same_vault_url(&known.url, &vault.url)) {
+            return Err(invalid(
+                KEYFLIP_VAULTS,
+                item,
+                format!("it names the same vault URL as '{}'", known.name),
+                VAULTS_EXPECTED,
+            ));
+        }
         vaults.push(vault);
     }
     if vaults.is_empty() {
         return Err(invalid(KEYFLIP_VAULTS, raw, "it names no vault", VAULTS_EXPECTED));
     }
     Ok(vaults)
+}
+
+/// Whether two vault URLs reach the same vault (host and path compared ignoring case and a
+/// trailing `/`).
+fn same_vault_url(a: &Url, b: &Url) -> bool {
+    let key = |u: &Url| {
+        format!(
+            "{}:{}{}",
+            u.host_str().unwrap_or_default(),
+            u.port_or_known_default().unwrap_or_default(),
+            u.path().trim_end_matches('/')
+        )
+        .to_ascii_lowercase()
+    };
+    key(a) == key(b)
 }
 
 fn parse_vault(item: &str) -> Result<VaultEndpoint, ConfigError> {
@@ -1162,6 +1187,16 @@ mod tests {
             err(&[(KEYFLIP_ALLOWED_SCOPES, " , ")]).setting(),
             KEYFLIP_ALLOWED_SCOPES
         );
+    }
+
+    #[test]
+    fn two_names_for_one_vault_url_are_refused() {
+        let e = err(&[(
+            KEYFLIP_VAULTS,
+            "kv-team-a,alias=https://KV-TEAM-A.vault.azure.net/",
+        )]);
+        assert_eq!(e.setting(), KEYFLIP_VAULTS);
+        assert!(e.to_string().contains("same vault URL as 'kv-team-a'"), "{e}");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! It depends only on traits ([`SecretStore`], [`KeyProvider`] through [`Providers`], [`Clock`]),
 //! wired once at start-up.
 
+pub mod claims;
 pub mod decide;
 pub mod locks;
 pub mod result;
@@ -82,6 +83,8 @@ pub struct Engine {
     clock: Arc<dyn Clock>,
     settings: Arc<EngineSettings>,
     locks: locks::SecretLocks,
+    /// Which managed secrets name each resource, as last listed.
+    claims: claims::ClaimsCache,
 }
 
 impl Engine {
@@ -97,6 +100,7 @@ impl Engine {
             clock,
             settings: Arc::new(settings),
             locks: locks::SecretLocks::default(),
+            claims: claims::ClaimsCache::default(),
         }
     }
 

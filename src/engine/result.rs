@@ -71,6 +71,8 @@ pub enum FailReason {
     BadEvent,
     /// keyflip failed unexpectedly (a bug) while rotating this secret.
     Internal,
+    /// Another managed secret names the same resource and holds a current key of it (I9).
+    SharedResource,
 }
 
 /// The outcome of one rotation.
@@ -146,6 +148,7 @@ fn fail_label(reason: FailReason) -> &'static str {
         FailReason::Azure => "azure",
         FailReason::BadEvent => "bad-event",
         FailReason::Internal => "internal",
+        FailReason::SharedResource => "shared-resource",
     }
 }
 

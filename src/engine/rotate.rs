@@ -9,12 +9,14 @@
 //! logged or reported (I7).
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tracing::{Instrument, Span, field};
 
+use super::claims::{Claim, Claims};
 use super::decide::{self, PendingState};
 use super::{Engine, FailReason, Outcome, RotationRequest, RotationResult, SkipReason, TriggerKind};
 use crate::domain::key::pair_fingerprint;
@@ -26,9 +28,9 @@ use crate::store::{LoadedSecret, NewVersion, StoreError};
 
 /// How a rotation ended: the outcome and a sentence for operators.
 #[derive(Debug)]
-struct Finish {
+pub(super) struct Finish {
     outcome: Outcome,
-    message: String,
+    pub(super) message: String,
 }
 
 fn finish(outcome: Outcome, message: impl Into<String>) -> Finish {
@@ -160,10 +162,18 @@ fn check_proof(mark: &tags::Pending, plan: &Plan, keys: &KeyPair) -> Result<(), 
     ))
 }
 
+/// The refusal of a secret whose resource `others` name too and hold a key of.
+pub(super) fn shared_message(resource: &str, others: &[&str]) -> String {
+    format!(
+        "tag ProviderAddress names {resource}, which {} names too and holds a current key of: rotating one secret would regenerate the key the other publishes, so keyflip rotates neither; give each resource one managed secret (remove the tags from the one that should not be managed)",
+        others.join(" and ")
+    )
+}
+
 /// How to repair a secret whose value is not the active slot's key: a person's act.
 fn repair_hint(secret: &crate::domain::SecretName, plan: &Plan) -> String {
     format!(
-        "to repair, run `keyflip rotate --repair --vault <vault> --secret {secret}` from a terminal under your own credentials: it publishes the current {} key as a new version and regenerates nothing",
+        "first check who wrote the latest version (Key Vault's logs): if it is not the resource's owner, delete it; otherwise, to repair, run `keyflip rotate --repair --vault <vault> --secret {secret}` from a terminal under your own credentials: it publishes the current {} key as a new version and regenerates nothing",
         plan.active_tag
     )
 }
@@ -365,6 +375,8 @@ impl Engine {
         if let Some(mark) = &plan.tags.pending {
             check_proof(mark, &plan, &keys)?;
         }
+        self.alone_on_the_resource(request, &plan, &keys, deadline)
+            .await?;
 
         // 3c. Pending mark, dwell.
         let now = self.clock.now();
@@ -541,6 +553,9 @@ impl Engine {
             }
             None => {}
         }
+        // A repair reveals the active key to whoever reads this secret: never for a resource
+        // another managed secret already publishes a key of.
+        self.alone_on_the_resource(request, plan, &keys, deadline).await?;
         if request.dry_run {
             return Ok(finish(
                 Outcome::Planned,
@@ -576,6 +591,97 @@ impl Engine {
                 "published version {published} holding the current {} key (CredentialId {}, nothing regenerated); consumers that reload the secret work again",
                 plan.active_tag, plan.active_tag
             ),
+        ))
+    }
+
+    /// The index of which secrets name each resource: the last one if fresh, else every served
+    /// vault listed again (a vault keyflip cannot list for good is left out, with a warning).
+    async fn claims_now(&self, deadline: Instant) -> Result<Arc<Claims>, Finish> {
+        let now = self.clock.now();
+        if let Some(claims) = self.claims.fresh(now).await {
+            return Ok(claims);
+        }
+        let mut listed = Vec::new();
+        for vault in &self.settings.vaults {
+            let listing = self.within(deadline, "listing the served vaults", self.store.list(vault));
+            match listing.await? {
+                Ok(secrets) => listed.push((vault, secrets)),
+                Err(StoreError::Transient(e)) => {
+                    return Err(failed(
+                        FailReason::Transient,
+                        format!(
+                            "listing vault {vault} to check that no other secret names this resource: {e}; a retry will resume"
+                        ),
+                    ));
+                }
+                Err(e) => {
+                    tracing::warn!(%vault, error = %e, "cannot list a served vault; its secrets are left out of the one-resource-per-secret check")
+                }
+            }
+        }
+        let claims = Arc::new(Claims::from_listing(
+            listed.iter().map(|(vault, secrets)| (*vault, secrets.as_slice())),
+            &self.settings.allowed_scopes,
+        ));
+        self.claims.store(now, claims.clone()).await;
+        Ok(claims)
+    }
+
+    /// Which of `group` hold a current key of the resource whose keys are `keys` (read fresh).
+    pub(super) async fn holders(
+        &self,
+        group: &[Claim],
+        keys: &KeyPair,
+        deadline: Instant,
+    ) -> Result<Vec<Claim>, Finish> {
+        let mut holders = Vec::new();
+        for claim in group {
+            let reading = self.store.latest(&claim.vault, &claim.secret);
+            match self
+                .within(deadline, "reading another secret naming this resource", reading)
+                .await?
+            {
+                Ok(other) if other.enabled && keys.slot_of(&other.value).is_some() => {
+                    holders.push(claim.clone())
+                }
+                Ok(_) | Err(StoreError::NotFound(_) | StoreError::Disabled(_)) => {}
+                Err(e) => {
+                    return Err(store_failure(
+                        e,
+                        &format!("reading {claim}, which names this resource too"),
+                    ));
+                }
+            }
+        }
+        Ok(holders)
+    }
+
+    /// I9: no other managed secret that holds a current key of this resource may name it, or
+    /// rotating (or repairing) this one would regenerate (or reveal) the key that one publishes.
+    async fn alone_on_the_resource(
+        &self,
+        request: &RotationRequest,
+        plan: &Plan,
+        keys: &KeyPair,
+        deadline: Instant,
+    ) -> Result<(), Finish> {
+        let resource = &plan.tags.provider_address;
+        let others = self
+            .claims_now(deadline)
+            .await?
+            .others(resource, &request.vault, &request.secret);
+        if others.is_empty() {
+            return Ok(());
+        }
+        let holders = self.holders(&others, keys, deadline).await?;
+        if holders.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<String> = holders.iter().map(ToString::to_string).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        Err(failed(
+            FailReason::SharedResource,
+            shared_message(&resource.to_string(), &names),
         ))
     }
 

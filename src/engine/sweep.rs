@@ -2,23 +2,27 @@
 //! which managed secrets are due, and rotates those with bounded concurrency within the sweep's
 //! budget. It is the safety net for every event that was missed.
 //!
-//! It is also the one place that sees every served vault at once, so it refuses a resource
-//! named by two enabled managed secrets (rotating one would regenerate the key the other
-//! publishes, DESIGN.md I9) and reports the pair as a problem. And one bad secret never stops
+//! It is also the one place that sees every served vault at once: it rebuilds the engine's
+//! index of which secrets name each resource (`claims`), refuses every secret of a resource
+//! that two or more secrets name *and* hold a current key of (rotating one would regenerate
+//! the key another publishes, DESIGN.md I9), and reports them as a problem. And one bad secret never stops
 //! the others (I10): each rotation runs isolated, a panic in it becomes `failed:internal` for
 //! that secret alone, and the sweep goes on.
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
 
+use super::claims::{Claim, Claims};
 use super::decide::{self, Due};
+use super::rotate::shared_message;
 use super::{
     Engine, FailReason, Outcome, RotationRequest, RotationResult, SkipReason, SweepReport, TriggerKind,
 };
-use crate::domain::VaultName;
+use crate::domain::{ArmResourceId, VaultName};
 use crate::store::{SecretSummary, StoreError};
 
 /// The most one rotation may spend inside a sweep.
@@ -53,19 +57,16 @@ impl Engine {
                     .push(format!("listing vault {vault} ran out of the sweep's budget")),
             }
         }
-        let shared = self.shared_resources(&listed);
-        for (first, second) in shared
-            .values()
-            .flat_map(|names| names.iter().zip(names.iter().skip(1)))
-        {
-            report.problems.push(format!(
-                "{first} and {second} name the same resource in their ProviderAddress tag: rotating one would regenerate the key the other publishes, so keyflip rotates neither; give each resource one managed secret"
-            ));
-        }
+        let claims = Arc::new(Claims::from_listing(
+            listed.iter().map(|(vault, secrets)| (*vault, secrets.as_slice())),
+            &self.settings.allowed_scopes,
+        ));
+        self.claims.store(self.clock.now(), claims.clone()).await;
+        let refused = self.refuse_shared(&claims, &mut report, deadline).await;
         let decisions = listed.iter().flat_map(|(vault, secrets)| {
             secrets
                 .iter()
-                .filter_map(|s| self.decide(vault, s, &shared, deadline))
+                .filter_map(|s| self.decide(vault, s, &refused, deadline))
         });
         let mut to_rotate = Vec::new();
         for decision in decisions {
@@ -141,22 +142,71 @@ impl Engine {
         }
     }
 
-    /// The resources named by more than one enabled managed secret, each with those secrets
-    /// (`vault/secret`), across every listed vault.
-    fn shared_resources(&self, listed: &[(&VaultName, Vec<SecretSummary>)]) -> BTreeMap<String, Vec<String>> {
-        let mut by_resource: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for (vault, secrets) in listed {
-            for summary in secrets.iter().filter(|s| s.enabled) {
-                if let Some(Ok(tags)) = decide::sweep_tags(&summary.tags, self.settings.lead_days) {
-                    by_resource
-                        .entry(tags.provider_address.key())
-                        .or_default()
-                        .push(format!("{vault}/{}", summary.name));
+    /// The secrets the sweep must not rotate because another secret names the same resource
+    /// and both hold a current key of it, each with its outcome and message; every such
+    /// resource is reported under `problems`.
+    async fn refuse_shared(
+        &self,
+        claims: &Claims,
+        report: &mut SweepReport,
+        deadline: Instant,
+    ) -> BTreeMap<String, (Outcome, String)> {
+        let mut refused = BTreeMap::new();
+        for (resource, group) in claims.shared() {
+            let names: Vec<String> = group.iter().map(ToString::to_string).collect();
+            let holders = match self.holders_of(resource, group, deadline).await {
+                Ok(holders) => holders,
+                Err(why) => {
+                    report.errors.push(format!(
+                        "{} name the same resource, and checking which of them hold its keys failed: {why}; none is rotated until the next sweep",
+                        names.join(" and ")
+                    ));
+                    for name in names {
+                        let message = format!("{why}; the next sweep checks again");
+                        refused.insert(name, (Outcome::Failed(FailReason::Transient), message));
+                    }
+                    continue;
                 }
+            };
+            if holders.len() < 2 {
+                continue;
+            }
+            let holding: Vec<String> = holders.iter().map(ToString::to_string).collect();
+            report.problems.push(format!(
+                "{} name the same resource in their ProviderAddress tag and hold its keys: rotating one would regenerate the key another publishes, so keyflip rotates none of them; give each resource one managed secret",
+                holding.join(" and ")
+            ));
+            for holder in &holding {
+                let others: Vec<&str> = holding
+                    .iter()
+                    .filter(|h| *h != holder)
+                    .map(String::as_str)
+                    .collect();
+                let message = shared_message(resource, &others);
+                refused.insert(
+                    holder.clone(),
+                    (Outcome::Failed(FailReason::SharedResource), message),
+                );
             }
         }
-        by_resource.retain(|_, names| names.len() > 1);
-        by_resource
+        refused
+    }
+
+    /// Which of `group` hold a current key of `resource` (its lower-cased id).
+    async fn holders_of(
+        &self,
+        resource: &str,
+        group: &[Claim],
+        deadline: Instant,
+    ) -> Result<Vec<Claim>, String> {
+        let id = ArmResourceId::parse(resource).map_err(|e| e.to_string())?;
+        let provider = self.providers.for_resource(&id).map_err(|e| e.to_string())?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        let keys = tokio::time::timeout(left, provider.list_keys(&id))
+            .await
+            .map_err(|_| "the sweep's budget ran out".to_string())?
+            .map_err(|e| format!("listing the keys of {id}: {e}"))?;
+        self.holders(group, &keys, deadline).await.map_err(|f| f.message)
     }
 
     /// Whether a listed secret is rotated, reported, or (not managed) left out.
@@ -164,7 +214,7 @@ impl Engine {
         &self,
         vault: &VaultName,
         summary: &SecretSummary,
-        shared: &BTreeMap<String, Vec<String>>,
+        refused: &BTreeMap<String, (Outcome, String)>,
         deadline: Instant,
     ) -> Option<Decision> {
         let tags = decide::sweep_tags(&summary.tags, self.settings.lead_days)?;
@@ -188,19 +238,8 @@ impl Engine {
                 )));
             }
         };
-        if let Some(names) = shared.get(&tags.provider_address.key()) {
-            let me = format!("{vault}/{name}");
-            let others: Vec<&str> = names.iter().map(String::as_str).filter(|n| *n != me).collect();
-            return Some(Decision::Report(self.report(
-                vault,
-                name,
-                Outcome::Failed(FailReason::Misconfigured),
-                &format!(
-                    "tag ProviderAddress names {}, which {} names too: rotating one secret would regenerate the key the other publishes, so keyflip rotates neither; give each resource one managed secret",
-                    tags.provider_address,
-                    others.join(" and ")
-                ),
-            )));
+        if let Some((outcome, message)) = refused.get(&format!("{vault}/{name}")) {
+            return Some(Decision::Report(self.report(vault, name, *outcome, message)));
         }
         match decide::due(&tags, summary.expires, self.clock.now(), self.settings.lead_days) {
             Due::NotDue => Some(Decision::Report(self.report(

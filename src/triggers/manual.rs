@@ -18,7 +18,7 @@
 //! | bad vault or secret name, unknown parameter, bad `dryRun`/`force` value, a body that is not JSON, `failed:bad-event` | 400 |
 //! | vault not in KEYFLIP_VAULTS, `failed:not-found` | 404 |
 //! | `failed:locked`, `skipped:dwell` (with a `hint` to use `?force=true`), `skipped:disabled` | 409 |
-//! | `failed:misconfigured/not-allowed/pointer-mismatch/unknown-key/keys-disabled/no-trustworthy-check/verification-timeout` | 422 |
+//! | `failed:misconfigured/not-allowed/pointer-mismatch/unknown-key/shared-resource/keys-disabled/no-trustworthy-check/verification-timeout` | 422 |
 //! | `failed:azure` | 502 |
 //! | a body whose `Content-Type` is not JSON | 415 |
 //! | `failed:transient` | 503 |
@@ -239,6 +239,7 @@ pub fn status_for(outcome: Outcome) -> StatusCode {
             | FailReason::NotAllowed
             | FailReason::PointerMismatch
             | FailReason::UnknownKey
+            | FailReason::SharedResource
             | FailReason::KeysDisabled
             | FailReason::NoTrustworthyCheck
             | FailReason::VerificationTimeout,

@@ -430,13 +430,13 @@ async fn the_sweep_refuses_a_resource_named_by_two_secrets_and_says_which() {
             .unwrap_or(Value::Null)
     };
     let a = result("shared-a");
-    assert_eq!(a["outcome"], "failed:misconfigured", "{a}");
+    assert_eq!(a["outcome"], "failed:shared-resource", "{a}");
     assert!(
         a["message"].as_str().unwrap().contains("kv-api-two/shared-b"),
         "{a}"
     );
     let b = result("shared-b");
-    assert_eq!(b["outcome"], "failed:misconfigured", "{b}");
+    assert_eq!(b["outcome"], "failed:shared-resource", "{b}");
     assert!(b["message"].as_str().unwrap().contains("kv-api/shared-a"), "{b}");
     let problems = report["problems"].to_string();
     assert!(

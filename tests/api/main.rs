@@ -2,6 +2,7 @@
 //! host and Azure would (the real custom-handler envelopes, the official SDK clients over TLS).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod attacks;
 mod cli;
 mod events;
 mod guards;
