@@ -1,6 +1,7 @@
 //! An API key value. It never prints: `Debug` and `Display` are redacted, and the value is
 //! reachable only through [`ApiKey::expose`], at the few places that must send or store it.
-//! [`pair_fingerprint`] binds a pending mark to the keys it was written for, without the keys.
+//! [`mark_proof`] binds a pending mark to the version and the keys it was written for, without
+//! the keys.
 
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
@@ -26,16 +27,16 @@ impl ApiKey {
     }
 }
 
-/// A short fingerprint (16 hex characters of SHA-256) of an ordered pair of keys: the active
-/// key and the idle slot's regenerated key. Only someone who holds both can compute it, so a
-/// pending mark carrying it proves it was written for exactly these keys. It reveals nothing
-/// usable about either key (both are long random values).
-pub fn pair_fingerprint(active: &ApiKey, regenerated: &ApiKey) -> String {
+/// A short fingerprint (16 hex characters of SHA-256) of the secret version a pending mark is
+/// written on, the active key and the idle slot's regenerated key. Only someone who holds both
+/// keys can compute it, and a mark copied onto another version does not match, so a mark
+/// carrying it proves it was written for exactly this version and these keys. It reveals
+/// nothing usable about either key (both are long random values).
+pub fn mark_proof(version: &str, active: &ApiKey, regenerated: &ApiKey) -> String {
     let mut hash = Sha256::new();
-    for key in [active, regenerated] {
-        let bytes = key.expose().as_bytes();
-        hash.update((bytes.len() as u64).to_be_bytes());
-        hash.update(bytes);
+    for part in [version, active.expose(), regenerated.expose()] {
+        hash.update((part.len() as u64).to_be_bytes());
+        hash.update(part.as_bytes());
     }
     hash.finalize()
         .iter()
@@ -68,17 +69,19 @@ mod tests {
     }
 
     #[test]
-    fn a_pair_fingerprint_is_short_ordered_and_holds_neither_key() {
+    fn a_mark_proof_is_short_bound_to_version_and_order_and_holds_neither_key() {
         let (a, b) = (ApiKey::new("active-key-value"), ApiKey::new("new-idle-value"));
-        let fingerprint = pair_fingerprint(&a, &b);
-        assert_eq!(fingerprint.len(), 16);
-        assert!(fingerprint.bytes().all(|c| c.is_ascii_hexdigit()));
-        assert_eq!(fingerprint, pair_fingerprint(&a, &b));
-        assert_ne!(fingerprint, pair_fingerprint(&b, &a));
+        let proof = mark_proof("v1", &a, &b);
+        assert_eq!(proof.len(), 16);
+        assert!(proof.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert!(!proof.contains("active") && !proof.contains("idle"));
+        assert_eq!(proof, mark_proof("v1", &a, &b));
+        assert_ne!(proof, mark_proof("v1", &b, &a));
+        assert_ne!(proof, mark_proof("v2", &a, &b));
         // The length prefix keeps ("ab", "c") and ("a", "bc") apart.
         assert_ne!(
-            pair_fingerprint(&ApiKey::new("ab"), &ApiKey::new("c")),
-            pair_fingerprint(&ApiKey::new("a"), &ApiKey::new("bc"))
+            mark_proof("v", &ApiKey::new("ab"), &ApiKey::new("c")),
+            mark_proof("v", &ApiKey::new("a"), &ApiKey::new("bc"))
         );
     }
 

@@ -52,11 +52,13 @@ pub enum TagError {
     #[error("tag VerifyKey is '{}': use true or false", echo(.0))]
     VerifyKey(String),
     #[error(
-        "tag PendingSince is '{}': keyflip writes it as RFC 3339; remove PendingSlot and PendingSince to start afresh",
+        "tag PendingSince is '{}': keyflip writes it as RFC 3339; remove PendingSlot, PendingSince and PendingProof to start afresh",
         echo(.0)
     )]
     PendingSince(String),
-    #[error("tag PendingSlot is set without PendingSince: remove PendingSlot to start afresh")]
+    #[error(
+        "tag PendingSlot is set without PendingSince: remove PendingSlot and PendingProof to start afresh"
+    )]
     PendingWithoutSince,
     #[error("tag PendingSince or PendingProof is set without PendingSlot: remove them to start afresh")]
     PendingWithoutSlot,
@@ -80,8 +82,8 @@ pub struct Pending {
     /// The `PendingSlot` tag as written (a provider slot name).
     pub slot: String,
     pub since: OffsetDateTime,
-    /// `PendingProof`: [`crate::domain::key::pair_fingerprint`] of the active key and the
-    /// regenerated idle key, so that a mark a tag writer forged is never resumed.
+    /// `PendingProof`: [`crate::domain::key::mark_proof`] of the marked version, the active key
+    /// and the regenerated idle key, so that a mark a tag writer forged is never resumed.
     pub proof: String,
 }
 

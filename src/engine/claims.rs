@@ -45,6 +45,9 @@ impl fmt::Display for Claim {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Claims {
     by_resource: BTreeMap<String, Vec<Claim>>,
+    /// Served vaults that could not be listed for good (forbidden, gone): their claims are
+    /// unknown.
+    unlisted: Vec<VaultName>,
 }
 
 impl Claims {
@@ -70,7 +73,21 @@ impl Claims {
                 }
             }
         }
-        Self { by_resource }
+        Self {
+            by_resource,
+            unlisted: Vec::new(),
+        }
+    }
+
+    /// The same index, noting the served vaults that could not be listed.
+    pub fn with_unlisted(mut self, unlisted: Vec<VaultName>) -> Self {
+        self.unlisted = unlisted;
+        self
+    }
+
+    /// The served vaults whose claims are unknown.
+    pub fn unlisted(&self) -> &[VaultName] {
+        &self.unlisted
     }
 
     /// The claims on `resource` other than `vault`/`secret`'s own.

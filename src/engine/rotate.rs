@@ -19,7 +19,7 @@ use tracing::{Instrument, Span, field};
 use super::claims::{Claim, Claims};
 use super::decide::{self, PendingState};
 use super::{Engine, FailReason, Outcome, RotationRequest, RotationResult, SkipReason, TriggerKind};
-use crate::domain::key::pair_fingerprint;
+use crate::domain::key::mark_proof;
 use crate::domain::tags::{self, RotationTags, Tags};
 use crate::domain::untrusted::echo;
 use crate::domain::{ApiKey, ArmResourceId, Slot};
@@ -108,7 +108,8 @@ fn check_pending(
     active: Slot,
     now: OffsetDateTime,
 ) -> Result<(), Finish> {
-    let fix = "remove the tags PendingSlot and PendingSince from the latest version to start afresh";
+    let fix =
+        "remove the tags PendingSlot, PendingSince and PendingProof from the latest version to start afresh";
     match provider.slot_from_tag(&pending.slot) {
         None => {
             return Err(failed(
@@ -148,15 +149,24 @@ fn check_pending(
 /// A pending mark is resumed only when its `PendingProof` is the fingerprint of the resource's
 /// current keys (the active one and the regenerated idle one): a mark a tag writer forged, or
 /// one left from keys that changed since, is refused before anything is touched.
-fn check_proof(mark: &tags::Pending, plan: &Plan, keys: &KeyPair) -> Result<(), Finish> {
-    let expected = pair_fingerprint(keys.get(plan.active), keys.get(plan.idle));
+fn check_proof(
+    mark: &tags::Pending,
+    secret: &LoadedSecret,
+    plan: &Plan,
+    keys: &KeyPair,
+) -> Result<(), Finish> {
+    let expected = mark_proof(
+        secret.version.as_str(),
+        keys.get(plan.active),
+        keys.get(plan.idle),
+    );
     if mark.proof.eq_ignore_ascii_case(&expected) {
         return Ok(());
     }
     Err(failed(
         FailReason::Misconfigured,
         format!(
-            "the pending mark of {} does not match the resource's current keys (its PendingProof is not theirs): keyflip did not write it for these keys, so it will not publish {} without regenerating it; remove the tags PendingSlot, PendingSince and PendingProof from the latest version to start afresh",
+            "the pending mark of {} does not match this version and the resource's current keys (its PendingProof is not theirs): keyflip did not write it for them, so it will not publish {} without regenerating it; remove the tags PendingSlot, PendingSince and PendingProof from the latest version to start afresh",
             plan.idle_tag, plan.idle_tag
         ),
     ))
@@ -373,10 +383,8 @@ impl Engine {
             .map_err(|e| provider_failure(e, "listing the resource's keys"))?;
         self.cross_check(&plan, &secret, &keys)?;
         if let Some(mark) = &plan.tags.pending {
-            check_proof(mark, &plan, &keys)?;
+            check_proof(mark, &secret, &plan, &keys)?;
         }
-        self.alone_on_the_resource(request, &plan, &keys, deadline)
-            .await?;
 
         // 3c. Pending mark, dwell.
         let now = self.clock.now();
@@ -397,6 +405,8 @@ impl Engine {
                 ),
             ));
         }
+        self.alone_on_the_resource(request, &plan, &keys, Listing::Cached, deadline)
+            .await?;
         if request.dry_run {
             let action = if resuming {
                 "resume the pending"
@@ -423,7 +433,7 @@ impl Engine {
         let next_time = match marked {
             true => "a later invocation resumes without regenerating".to_string(),
             false => format!(
-                "the pending mark could not be written, so the next attempt regenerates {} again (harmless: no consumer uses it)",
+                "the pending mark could not be confirmed written, so the next attempt may regenerate {} again (harmless: no consumer uses it)",
                 plan.idle_tag
             ),
         };
@@ -555,7 +565,8 @@ impl Engine {
         }
         // A repair reveals the active key to whoever reads this secret: never for a resource
         // another managed secret already publishes a key of.
-        self.alone_on_the_resource(request, plan, &keys, deadline).await?;
+        self.alone_on_the_resource(request, plan, &keys, Listing::Complete, deadline)
+            .await?;
         if request.dry_run {
             return Ok(finish(
                 Outcome::Planned,
@@ -594,17 +605,25 @@ impl Engine {
         ))
     }
 
-    /// The index of which secrets name each resource: the last one if fresh, else every served
-    /// vault listed again (a vault keyflip cannot list for good is left out, with a warning).
-    async fn claims_now(&self, deadline: Instant) -> Result<Arc<Claims>, Finish> {
+    /// The index of which secrets name each resource: the last one if fresh (and `listing`
+    /// allows a cached one), else every served vault listed again, concurrently. A vault that
+    /// cannot be listed for now fails the rotation (a retry will resume); one keyflip cannot
+    /// list for good is left out with a warning and named in [`Claims::unlisted`].
+    async fn claims_now(&self, listing: Listing, deadline: Instant) -> Result<Arc<Claims>, Finish> {
         let now = self.clock.now();
-        if let Some(claims) = self.claims.fresh(now).await {
+        if listing == Listing::Cached
+            && let Some(claims) = self.claims.fresh(now).await
+        {
             return Ok(claims);
         }
-        let mut listed = Vec::new();
-        for vault in &self.settings.vaults {
+        let lists = self.settings.vaults.iter().map(|vault| async move {
             let listing = self.within(deadline, "listing the served vaults", self.store.list(vault));
-            match listing.await? {
+            (vault, listing.await)
+        });
+        let mut listed = Vec::new();
+        let mut unlisted = Vec::new();
+        for (vault, answer) in futures::future::join_all(lists).await {
+            match answer? {
                 Ok(secrets) => listed.push((vault, secrets)),
                 Err(StoreError::Transient(e)) => {
                     return Err(failed(
@@ -614,62 +633,100 @@ impl Engine {
                         ),
                     ));
                 }
+                // A vault that does not exist holds no secret to protect.
+                Err(StoreError::NotFound(e)) => {
+                    tracing::warn!(%vault, error = %e, "a served vault does not exist; check KEYFLIP_VAULTS");
+                }
                 Err(e) => {
-                    tracing::warn!(%vault, error = %e, "cannot list a served vault; its secrets are left out of the one-resource-per-secret check")
+                    tracing::warn!(%vault, error = %e, "cannot list a served vault; its secrets are left out of the one-resource-per-secret check");
+                    unlisted.push(vault.clone());
                 }
             }
         }
-        let claims = Arc::new(Claims::from_listing(
-            listed.iter().map(|(vault, secrets)| (*vault, secrets.as_slice())),
-            &self.settings.allowed_scopes,
-        ));
+        let claims = Arc::new(
+            Claims::from_listing(
+                listed.iter().map(|(vault, secrets)| (*vault, secrets.as_slice())),
+                &self.settings.allowed_scopes,
+            )
+            .with_unlisted(unlisted),
+        );
         self.claims.store(now, claims.clone()).await;
         Ok(claims)
     }
 
-    /// Which of `group` hold a current key of the resource whose keys are `keys` (read fresh).
+    /// Which of `group` hold a current key of the resource whose keys are `keys` (read fresh,
+    /// a few at a time). A claimant that cannot be read for good (gone, disabled, refused) holds
+    /// nothing keyflip could break; one that cannot be read for now fails the check (retry).
     pub(super) async fn holders(
         &self,
         group: &[Claim],
         keys: &KeyPair,
         deadline: Instant,
     ) -> Result<Vec<Claim>, Finish> {
+        let mut answers = Vec::new();
+        for chunk in group.chunks(8) {
+            let reads = chunk.iter().map(|claim| self.read_claim(claim, deadline));
+            answers.extend(futures::future::join_all(reads).await);
+        }
         let mut holders = Vec::new();
-        for claim in group {
-            let reading = self.store.latest(&claim.vault, &claim.secret);
-            match self
-                .within(deadline, "reading another secret naming this resource", reading)
-                .await?
-            {
+        for (claim, answer) in answers {
+            match answer? {
                 Ok(other) if other.enabled && keys.slot_of(&other.value).is_some() => {
                     holders.push(claim.clone())
                 }
                 Ok(_) | Err(StoreError::NotFound(_) | StoreError::Disabled(_)) => {}
-                Err(e) => {
-                    return Err(store_failure(
-                        e,
-                        &format!("reading {claim}, which names this resource too"),
+                Err(StoreError::Transient(e)) => {
+                    return Err(failed(
+                        FailReason::Transient,
+                        format!("reading {claim}, which names this resource too: {e}; a retry will resume"),
                     ));
+                }
+                Err(StoreError::Permanent(e)) => {
+                    tracing::warn!(%claim, error = %e, "cannot read another secret naming this resource; it counts as holding no key");
                 }
             }
         }
         Ok(holders)
     }
 
+    /// The latest version of another claimant, within the budget.
+    async fn read_claim<'a>(
+        &self,
+        claim: &'a Claim,
+        deadline: Instant,
+    ) -> (&'a Claim, Result<Result<LoadedSecret, StoreError>, Finish>) {
+        let reading = self.store.latest(&claim.vault, &claim.secret);
+        let answer = self
+            .within(deadline, "reading another secret naming this resource", reading)
+            .await;
+        (claim, answer)
+    }
+
     /// I9: no other managed secret that holds a current key of this resource may name it, or
     /// rotating (or repairing) this one would regenerate (or reveal) the key that one publishes.
+    /// With [`Listing::Complete`] (a repair, which reveals a key) every served vault must be
+    /// listed afresh and listable.
     async fn alone_on_the_resource(
         &self,
         request: &RotationRequest,
         plan: &Plan,
         keys: &KeyPair,
+        listing: Listing,
         deadline: Instant,
     ) -> Result<(), Finish> {
         let resource = &plan.tags.provider_address;
-        let others = self
-            .claims_now(deadline)
-            .await?
-            .others(resource, &request.vault, &request.secret);
+        let claims = self.claims_now(listing, deadline).await?;
+        if listing == Listing::Complete && !claims.unlisted().is_empty() {
+            let unlisted: Vec<String> = claims.unlisted().iter().map(ToString::to_string).collect();
+            return Err(failed(
+                FailReason::NotAllowed,
+                format!(
+                    "keyflip cannot list vault {} with these credentials, so it cannot check that no secret there publishes a key of {resource}; a repair reveals the active key, so it refuses: repair with credentials that can list every vault of KEYFLIP_VAULTS",
+                    unlisted.join(", ")
+                ),
+            ));
+        }
+        let others = claims.others(resource, &request.vault, &request.secret);
         if others.is_empty() {
             return Ok(());
         }
@@ -857,7 +914,11 @@ impl Engine {
             ));
         }
         tracing::info!(slot = %plan.idle_tag, "regenerated the idle key");
-        let proof = pair_fingerprint(after.get(plan.active), after.get(plan.idle));
+        let proof = mark_proof(
+            secret.version.as_str(),
+            after.get(plan.active),
+            after.get(plan.idle),
+        );
         let mark = tags::with_pending(&secret.tags, plan.idle_tag, now, &proof)
             .map_err(|e| failed(FailReason::Misconfigured, e.to_string()))?;
         let marking = self
@@ -948,6 +1009,15 @@ impl Engine {
         }
         Err(failed(FailReason::VerificationTimeout, message))
     }
+}
+
+/// Whether the one-resource-per-secret check may use the engine's cached index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Listing {
+    /// An index at most `claims::MAX_AGE` old will do (rotations).
+    Cached,
+    /// List every served vault now, and refuse if one cannot be listed (a repair).
+    Complete,
 }
 
 /// What an invocation of the engine does with one secret.

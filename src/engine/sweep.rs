@@ -23,6 +23,7 @@ use super::{
     Engine, FailReason, Outcome, RotationRequest, RotationResult, SkipReason, SweepReport, TriggerKind,
 };
 use crate::domain::{ArmResourceId, VaultName};
+use crate::providers::ProviderError;
 use crate::store::{SecretSummary, StoreError};
 
 /// The most one rotation may spend inside a sweep.
@@ -41,6 +42,8 @@ impl Engine {
         let deadline = started + budget;
         let mut report = SweepReport::default();
         let mut listed: Vec<(&VaultName, Vec<SecretSummary>)> = Vec::new();
+        let mut unlisted = Vec::new();
+        let mut complete = true;
         for vault in &self.settings.vaults {
             let left = deadline.saturating_duration_since(Instant::now());
             match tokio::time::timeout(left, self.store.list(vault)).await {
@@ -48,21 +51,44 @@ impl Engine {
                     report.summary.scanned += secrets.len();
                     listed.push((vault, secrets));
                 }
-                Ok(Err(StoreError::Transient(e))) => report.errors.push(format!("listing vault {vault} failed: {e}")),
-                Ok(Err(e)) => report.problems.push(format!(
-                    "listing vault {vault} failed: {e}; check KEYFLIP_VAULTS and keyflip's access to the vault"
-                )),
-                Err(_) => report
-                    .errors
-                    .push(format!("listing vault {vault} ran out of the sweep's budget")),
+                Ok(Err(StoreError::Transient(e))) => {
+                    complete = false;
+                    report.errors.push(format!("listing vault {vault} failed: {e}"));
+                }
+                Ok(Err(e)) => {
+                    if !matches!(e, StoreError::NotFound(_)) {
+                        unlisted.push(vault.clone());
+                    }
+                    report.problems.push(format!(
+                        "listing vault {vault} failed: {e}; check KEYFLIP_VAULTS and keyflip's access to the vault"
+                    ));
+                }
+                Err(_) => {
+                    complete = false;
+                    report
+                        .errors
+                        .push(format!("listing vault {vault} ran out of the sweep's budget"));
+                }
             }
         }
-        let claims = Arc::new(Claims::from_listing(
-            listed.iter().map(|(vault, secrets)| (*vault, secrets.as_slice())),
-            &self.settings.allowed_scopes,
-        ));
-        self.claims.store(self.clock.now(), claims.clone()).await;
-        let refused = self.refuse_shared(&claims, &mut report, deadline).await;
+        let claims = Arc::new(
+            Claims::from_listing(
+                listed.iter().map(|(vault, secrets)| (*vault, secrets.as_slice())),
+                &self.settings.allowed_scopes,
+            )
+            .with_unlisted(unlisted),
+        );
+        // A vault that could not be listed for now leaves the index incomplete: rotations must
+        // not rely on it (each lists the vaults again instead).
+        if complete {
+            self.claims.store(self.clock.now(), claims.clone()).await;
+        }
+        // The check of shared resources may take a quarter of what is left, never the rotations'
+        // whole budget.
+        let left = deadline.saturating_duration_since(Instant::now());
+        let refused = self
+            .refuse_shared(&claims, &mut report, Instant::now() + left / 4)
+            .await;
         let decisions = listed.iter().flat_map(|(vault, secrets)| {
             secrets
                 .iter()
@@ -199,13 +225,21 @@ impl Engine {
         group: &[Claim],
         deadline: Instant,
     ) -> Result<Vec<Claim>, String> {
-        let id = ArmResourceId::parse(resource).map_err(|e| e.to_string())?;
-        let provider = self.providers.for_resource(&id).map_err(|e| e.to_string())?;
+        // A resource keyflip cannot read the keys of for good holds nothing to break: each of
+        // its secrets fails on its own when rotated (unsupported type, gone, refused).
+        let Ok(id) = ArmResourceId::parse(resource) else {
+            return Ok(Vec::new());
+        };
+        let Ok(provider) = self.providers.for_resource(&id) else {
+            return Ok(Vec::new());
+        };
         let left = deadline.saturating_duration_since(Instant::now());
-        let keys = tokio::time::timeout(left, provider.list_keys(&id))
-            .await
-            .map_err(|_| "the sweep's budget ran out".to_string())?
-            .map_err(|e| format!("listing the keys of {id}: {e}"))?;
+        let keys = match tokio::time::timeout(left, provider.list_keys(&id)).await {
+            Err(_) => return Err("the time for checking shared resources ran out".to_string()),
+            Ok(Err(ProviderError::Transient(e))) => return Err(format!("listing the keys of {id}: {e}")),
+            Ok(Err(_)) => return Ok(Vec::new()),
+            Ok(Ok(keys)) => keys,
+        };
         self.holders(group, &keys, deadline).await.map_err(|f| f.message)
     }
 

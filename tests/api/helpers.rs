@@ -92,6 +92,8 @@ pub struct SecretSpec {
     pub enabled: bool,
     /// Extra tags (or overrides, or an empty value to drop a rotation tag).
     pub tags: Vec<(String, String)>,
+    /// The version id (32 hex); default: one the emulator makes up.
+    pub version: Option<String>,
 }
 
 impl SecretSpec {
@@ -108,6 +110,7 @@ impl SecretSpec {
             expires_in_days: Some(10),
             enabled: true,
             tags: Vec::new(),
+            version: None,
         }
     }
 
@@ -361,6 +364,9 @@ impl TestApp {
         });
         if let Some(days) = spec.expires_in_days {
             version["exp"] = json!(now + days * DAY);
+        }
+        if let Some(id) = &spec.version {
+            version["version"] = json!(id);
         }
         self.control
             .seed(&json!({"vaults": [{"name": spec.vault, "secrets": [{"name": spec.name, "versions": [version]}]}]}))

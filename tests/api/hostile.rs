@@ -254,7 +254,7 @@ async fn pending_marks_keyflip_could_not_have_written_are_refused_before_any_wri
             "key2",
             &a_minute_ago,
             forged_proof,
-            "does not match the resource's current keys",
+            "PendingProof is not theirs",
         ),
     ];
     for (name, slot, since, proof, says) in cases {
@@ -286,7 +286,7 @@ async fn pending_marks_keyflip_could_not_have_written_are_refused_before_any_wri
 #[tokio::test]
 async fn a_pending_mark_a_few_seconds_in_the_future_is_clock_skew_and_resumes() {
     // Arrange: another instance's clock is 2 minutes ahead; its regenerated key2 waits (its
-    // proof is the fingerprint of key1 and the regenerated key2)
+    // proof is the fingerprint of the marked version, key1 and the regenerated key2)
     let app = spawn_app().await;
     app.seed_account("aoai-skew", "OpenAI").await;
     let now = app.now().await;
@@ -294,17 +294,18 @@ async fn a_pending_mark_a_few_seconds_in_the_future_is_clock_skew_and_resumes() 
         .unwrap()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap();
-    let proof = keyflip::domain::key::pair_fingerprint(
+    let version = "0123456789abcdef0123456789abcdef";
+    let proof = keyflip::domain::key::mark_proof(
+        version,
         &ApiKey::new(app.key("aoai-skew", "key1").await),
         &ApiKey::new(app.key("aoai-skew", "key2").await),
     );
-    app.seed_secret(
-        SecretSpec::new("skew", "aoai-skew")
-            .tag("PendingSlot", "key2")
-            .tag("PendingSince", &since)
-            .tag("PendingProof", &proof),
-    )
-    .await;
+    let mut spec = SecretSpec::new("skew", "aoai-skew")
+        .tag("PendingSlot", "key2")
+        .tag("PendingSince", &since)
+        .tag("PendingProof", &proof);
+    spec.version = Some(version.into());
+    app.seed_secret(spec).await;
 
     // Act
     let answer = app.deliver_for_latest(NEAR_EXPIRY, "skew").await;
