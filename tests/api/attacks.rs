@@ -7,17 +7,10 @@ use emulator::faults::FaultRule;
 use serde_json::json;
 
 use crate::helpers::{
-    Answer, RESOURCE_GROUP, SUBSCRIPTION, SecretSpec, TestApp, VAULT, run_keyflip, spawn_app, spawn_app_with,
+    RESOURCE_GROUP, SUBSCRIPTION, SecretSpec, VAULT, run_keyflip, spawn_app, spawn_app_with,
 };
 
 const NEAR_EXPIRY: &str = "SecretNearExpiry";
-
-fn message(answer: &Answer) -> String {
-    answer.result()["message"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
 
 fn rfc3339(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
@@ -45,7 +38,7 @@ async fn a_forged_pending_mark_neither_skips_the_dwell_nor_publishes_an_unregene
 
     // Assert: refused; nothing regenerated, nothing published
     assert_eq!(answer.outcome(), "failed:misconfigured", "{:?}", answer.body);
-    assert!(message(&answer).contains("PendingProof"), "{}", message(&answer));
+    assert!(answer.message().contains("PendingProof"), "{}", answer.message());
     assert_eq!(app.regenerations("aoai-forged").await, [0, 0]);
     assert_eq!(app.latest("forged").await.version, before.version);
     assert!(app.writes().await.is_empty(), "{:?}", app.writes().await);
@@ -75,9 +68,9 @@ async fn a_second_secret_holding_the_old_idle_key_cannot_kill_the_first_secret_s
         "{:?}",
         answer.body
     );
-    assert!(message(&answer).contains("kv-api/owners"), "{}", message(&answer));
+    assert!(answer.message().contains("kv-api/owners"), "{}", answer.message());
     assert_eq!(owners.outcome(), "failed:shared-resource", "{:?}", owners.body);
-    assert!(message(&owners).contains("kv-api/second"), "{}", message(&owners));
+    assert!(owners.message().contains("kv-api/second"), "{}", owners.message());
     assert_eq!(app.regenerations("aoai-dup").await, [0, 0]);
     assert!(app.key_works("aoai-dup", &consumers_key).await);
 }
@@ -118,9 +111,9 @@ async fn repair_refuses_to_publish_a_key_another_secret_already_publishes() {
     let refused = app.deliver_for_latest(NEAR_EXPIRY, "lure").await;
     assert_eq!(refused.outcome(), "failed:unknown-key");
     assert!(
-        message(&refused).contains("who wrote the latest version"),
+        refused.message().contains("who wrote the latest version"),
         "{}",
-        message(&refused)
+        refused.message()
     );
 
     // Act: an operator runs the repair anyway
@@ -210,7 +203,7 @@ async fn a_pending_result_whose_mark_did_not_land_says_the_next_attempt_may_rege
     // Assert: pending, and the result says what will happen
     assert_eq!(first.outcome(), "pending", "{:?}", first.body);
     assert!(app.latest("nomark").await.tag("PendingSlot").is_none());
-    let said = message(&first);
+    let said = first.message();
     assert!(!said.contains("resumes without regenerating"), "{said}");
     assert!(
         said.contains("the next attempt may regenerate key2 again"),
@@ -234,7 +227,7 @@ async fn a_hostile_credential_id_is_echoed_cut_and_escaped() {
 
     // Assert
     assert_eq!(answer.outcome(), "failed:misconfigured", "{:?}", answer.body);
-    let said = message(&answer);
+    let said = answer.message();
     assert!(said.contains("CredentialId"), "{said}");
     assert!(!said.chars().any(char::is_control), "{said:?}");
     assert!(!said.contains(&"x".repeat(201)), "not cut to 200 characters");
@@ -249,18 +242,7 @@ const PANIC_KEY2: &str = "Rev1ewK2yJ4s8Vq1Xk7Yt3Mb9Lp6Zr2Dc";
 #[ignore = "run as a child process by a_panic_during_an_event_or_manual_rotation_prints_no_key"]
 async fn event_panic_child() {
     keyflip::telemetry::init(keyflip::telemetry::LogFormat::Json).unwrap();
-    let app = crate::helpers::spawn_app_with_providers(
-        &[],
-        Box::new(|providers| {
-            let id = keyflip::domain::ArmResourceId::parse(&TestApp::provider_address("any")).unwrap();
-            let real = providers.for_resource(&id).unwrap();
-            keyflip::providers::Providers::new(std::sync::Arc::new(crate::hostile::PanicsOn {
-                real,
-                account: "review-panic-acc",
-            }))
-        }),
-    )
-    .await;
+    let app = crate::hostile::spawn_app_panicking_on("review-panic-acc").await;
     app.seed_account_with(
         json!({"name": "review-panic-acc", "kind": "OpenAI", "key1": PANIC_KEY1, "key2": PANIC_KEY2}),
     )
@@ -334,9 +316,9 @@ async fn a_sweep_that_could_not_list_every_vault_leaves_no_index_for_rotations_t
     // Assert: the rotation listed the vaults again and found the owners' secret
     assert_eq!(answer.outcome(), "failed:shared-resource", "{:?}", answer.body);
     assert!(
-        message(&answer).contains("kv-api-two/owners-partial"),
+        answer.message().contains("kv-api-two/owners-partial"),
         "{}",
-        message(&answer)
+        answer.message()
     );
     assert_eq!(app.regenerations("aoai-partial").await, [0, 0]);
 }

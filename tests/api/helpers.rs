@@ -43,6 +43,11 @@ impl Answer {
     pub fn outcome(&self) -> &str {
         self.result()["outcome"].as_str().unwrap_or_default()
     }
+
+    /// The result's sentence for operators.
+    pub fn message(&self) -> String {
+        self.result()["message"].as_str().unwrap_or_default().to_string()
+    }
 }
 
 /// One version of a secret as the vault holds it.

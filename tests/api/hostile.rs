@@ -11,19 +11,12 @@ use keyflip::providers::{KeyPair, KeyProvider, ProviderError, Providers, Resourc
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Answer, RESOURCE_GROUP, SUBSCRIPTION, SecretSpec, TestApp, VAULT, spawn_app, spawn_app_with,
+    RESOURCE_GROUP, SUBSCRIPTION, SecretSpec, TestApp, VAULT, spawn_app, spawn_app_with,
     spawn_app_with_providers,
 };
 
 const NEAR_EXPIRY: &str = "SecretNearExpiry";
 const VAULT_TWO: &str = "kv-api-two";
-
-fn message(answer: &Answer) -> String {
-    answer.result()["message"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
 
 /// Seeds an account in `group` (not the helpers' default group).
 async fn seed_account_in(app: &TestApp, group: &str, name: &str) {
@@ -79,7 +72,7 @@ async fn a_backslash_traversal_out_of_the_scope_reaches_no_account() {
     // Manager never called; the victim's keys untouched
     assert_eq!(answer.status, 200, "{:?}", answer.body);
     assert_eq!(answer.outcome(), "failed:misconfigured", "{:?}", answer.body);
-    let said = message(&answer);
+    let said = answer.message();
     assert!(
         said.contains("ProviderAddress") && said.contains("backslash"),
         "{said}"
@@ -129,7 +122,7 @@ async fn percent_encoded_and_dot_segment_escapes_are_refused_before_any_call() {
             "{name}: {:?}",
             answer.body
         );
-        assert!(message(&answer).contains("ProviderAddress"), "{name}");
+        assert!(answer.message().contains("ProviderAddress"), "{name}");
     }
     assert!(arm_calls(&app).await.is_empty(), "{:?}", arm_calls(&app).await);
 }
@@ -164,7 +157,7 @@ async fn a_secret_of_one_vault_cannot_name_an_account_in_another_vault_s_scope()
         "{:?}",
         refused.body
     );
-    assert!(message(&refused).contains(VAULT), "{}", message(&refused));
+    assert!(refused.message().contains(VAULT), "{}", refused.message());
     assert!(arm_calls(&app).await.is_empty(), "{:?}", arm_calls(&app).await);
 
     // Act: the event for team B's own secret
@@ -213,7 +206,7 @@ async fn a_hostile_validity_is_refused_before_any_write_and_the_sweep_goes_on() 
     assert_eq!(outcome("fine"), "rotated");
     assert_eq!(event.status, 200);
     assert_eq!(event.outcome(), "failed:misconfigured");
-    assert!(message(&event).contains("3650"), "{}", message(&event));
+    assert!(event.message().contains("3650"), "{}", event.message());
     assert_eq!(app.regenerations("aoai-huge").await, [0, 0]);
     assert_eq!(app.regenerations("aoai-fine").await, [0, 1]);
     let second = app.sweep().await;
@@ -277,7 +270,7 @@ async fn pending_marks_keyflip_could_not_have_written_are_refused_before_any_wri
             "{name}: {:?}",
             answer.body
         );
-        assert!(message(&answer).contains(says), "{name}: {}", message(&answer));
+        assert!(answer.message().contains(says), "{name}: {}", answer.message());
         assert_eq!(app.regenerations(&account).await, [0, 0], "{name}");
     }
     assert!(app.writes().await.is_empty(), "{:?}", app.writes().await);
@@ -385,7 +378,7 @@ async fn events_whose_sources_disagree_or_lack_a_version_are_refused_without_a_c
             "{label}: {:?}",
             answer.body
         );
-        let said = message(&answer);
+        let said = answer.message();
         assert!(said.contains(says), "{label}: {said}");
         assert!(said.contains("lied-to"), "{label}: {said}");
         assert!(
@@ -485,21 +478,23 @@ impl KeyProvider for PanicsOn {
     }
 }
 
+/// The app, with the production provider wrapped so that regenerating `account`'s key panics.
+pub async fn spawn_app_panicking_on(account: &'static str) -> TestApp {
+    spawn_app_with_providers(
+        &[],
+        Box::new(move |providers| {
+            let id = ArmResourceId::parse(&TestApp::provider_address("any")).unwrap();
+            let real = providers.for_resource(&id).unwrap();
+            Providers::new(std::sync::Arc::new(PanicsOn { real, account }))
+        }),
+    )
+    .await
+}
+
 #[tokio::test]
 async fn a_panic_in_one_rotation_is_reported_for_that_secret_alone_and_the_sweep_goes_on() {
     // Arrange: three due secrets; rotating the middle one panics
-    let app = spawn_app_with_providers(
-        &[],
-        Box::new(|providers| {
-            let id = ArmResourceId::parse(&TestApp::provider_address("any")).unwrap();
-            let real = providers.for_resource(&id).unwrap();
-            Providers::new(std::sync::Arc::new(PanicsOn {
-                real,
-                account: "aoai-boom",
-            }))
-        }),
-    )
-    .await;
+    let app = spawn_app_panicking_on("aoai-boom").await;
     for account in ["aoai-before", "aoai-boom", "aoai-after"] {
         app.seed_account(account, "OpenAI").await;
         app.seed_secret(SecretSpec::new(account.trim_start_matches("aoai-"), account))

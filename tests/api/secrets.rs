@@ -341,18 +341,7 @@ const PANIC_KEY2: &str = "Pan1cK2yJ4s8Vq1Xk7Yt3Mb9Lp6Zr2Dc";
 #[ignore = "run as a child process by a_panic_during_a_rotation_prints_no_key"]
 async fn panic_child() {
     keyflip::telemetry::init(keyflip::telemetry::LogFormat::Json).unwrap();
-    let app = crate::helpers::spawn_app_with_providers(
-        &[],
-        Box::new(|providers| {
-            let id = keyflip::domain::ArmResourceId::parse(&TestApp::provider_address("any")).unwrap();
-            let real = providers.for_resource(&id).unwrap();
-            keyflip::providers::Providers::new(std::sync::Arc::new(crate::hostile::PanicsOn {
-                real,
-                account: "panic-acc",
-            }))
-        }),
-    )
-    .await;
+    let app = crate::hostile::spawn_app_panicking_on("panic-acc").await;
     app.seed_account_with(
         json!({"name": "panic-acc", "kind": "OpenAI", "key1": PANIC_KEY1, "key2": PANIC_KEY2}),
     )
