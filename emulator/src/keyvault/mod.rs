@@ -1,5 +1,5 @@
 //! The Key Vault secrets data plane (`https://<vault>.vault.azure.net`), api-versions
-//! 2025-07-01, 2025-06-01 and 7.0–7.6.
+//! 2026-04-01, 2026-03-01-preview, 2025-07-01, 2025-06-01 and 7.0–7.6.
 //!
 //! Routes: SetSecret, GetSecret (latest with or without trailing slash, or by version),
 //! UpdateSecret, GetSecrets and GetSecretVersions (`maxresults` 1–25, `nextLink` paging),
@@ -29,8 +29,13 @@ use store::{Vault, VersionFields};
 pub const HOST_SUFFIX: &str = ".vault.azure.net";
 /// The token audience Key Vault accepts.
 pub const AUDIENCE: &str = "https://vault.azure.net";
-/// Api-versions the emulator serves.
+/// Api-versions the emulator serves. The newest official SDKs default to `2026-04-01` (GA) and
+/// `2026-03-01-preview` (the Rust crate's 1.1.0-beta.1); for secrets both behave as
+/// `2025-07-01` here: the changes found for them concern keys (secure key wrap) and the
+/// control plane, not the secrets API.
 pub const API_VERSIONS: &[&str] = &[
+    "2026-04-01",
+    "2026-03-01-preview",
     "2025-07-01",
     "2025-06-01",
     "7.6",

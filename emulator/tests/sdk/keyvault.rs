@@ -954,6 +954,44 @@ async fn an_unknown_api_version_is_400_bad_parameter_and_7_6_is_accepted() {
     assert_eq!(body["error"]["code"], "BadParameter");
 }
 
+#[tokio::test]
+async fn the_newest_sdk_defaults_2026_04_01_and_2026_03_01_preview_are_served_as_2025_07_01() {
+    // Arrange
+    let (app, _kv) = vault_app().await;
+    for version in ["2026-04-01", "2026-03-01-preview"] {
+        let client = app.secret_client_with(
+            VAULT,
+            SecretClientOptions {
+                api_version: version.into(),
+                ..Default::default()
+            },
+        );
+        let name = format!("s-{}", version.replace('.', "-"));
+
+        // Act
+        set(&client, &name, "v1").await;
+        set(&client, &name, "v2").await;
+        let read = get(&client, &name, None).await.unwrap();
+
+        // Assert: the same answers as 2025-07-01, and the calls carry the version asked for
+        assert_eq!(read.value.as_deref(), Some("v2"), "{version}");
+    }
+    let served: Vec<String> = ok_calls(&app, "SetSecret")
+        .await
+        .into_iter()
+        .filter_map(|c| c.api_version)
+        .collect();
+    assert_eq!(
+        served,
+        [
+            "2026-04-01",
+            "2026-04-01",
+            "2026-03-01-preview",
+            "2026-03-01-preview"
+        ]
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Soft delete, recover, purge.
 // ---------------------------------------------------------------------------------------------
