@@ -247,13 +247,13 @@ impl Settings {
             .check(number(v, KEYFLIP_LEAD_DAYS, 30, 1..=365, "days"))
             .unwrap_or_default();
         let dwell = p
-            .check(hours(v, KEYFLIP_DWELL_HOURS, 24, 0..=8760))
+            .check(hours(v, KEYFLIP_DWELL_HOURS, 24.0, 0.0..=8760.0))
             .unwrap_or_default();
         let event_budget = p
             .check(seconds(v, KEYFLIP_EVENT_BUDGET_SECONDS, 20, 1..=29))
             .unwrap_or_default();
         let pending_timeout = p
-            .check(hours(v, KEYFLIP_PENDING_TIMEOUT_HOURS, 6, 1..=720))
+            .check(hours(v, KEYFLIP_PENDING_TIMEOUT_HOURS, 6.0, 0.001..=720.0))
             .unwrap_or_default();
         let concurrency = p
             .check(number(v, KEYFLIP_CONCURRENCY, 8, 1..=64, "rotations"))
@@ -772,13 +772,41 @@ fn seconds(
     number(v, setting, default, range, "seconds").map(Duration::from_secs)
 }
 
+/// A number of hours in `range`, fractions allowed (`0.01` is 36 s: short dwells and pending
+/// timeouts for soak tests): digits with at most one `.` and up to four decimals.
 fn hours(
     v: Vars<'_>,
     setting: &'static str,
-    default: u64,
-    range: RangeInclusive<u64>,
+    default: f64,
+    range: RangeInclusive<f64>,
 ) -> Result<Duration, ConfigError> {
-    number(v, setting, default, range, "hours").map(|h| Duration::from_secs(h * HOUR))
+    let expected = format!(
+        "a number of hours from {} to {} (default {default}), fractions allowed, e.g. 0.5",
+        range.start(),
+        range.end()
+    );
+    let Some(raw) = v.get(setting) else {
+        return Ok(Duration::from_secs_f64(default * HOUR as f64));
+    };
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    let well_formed = match raw.split_once('.') {
+        None => (1..=6).contains(&raw.len()) && digits(raw),
+        Some((whole, fraction)) => {
+            (1..=6).contains(&whole.len())
+                && digits(whole)
+                && (1..=4).contains(&fraction.len())
+                && digits(fraction)
+        }
+    };
+    let value: f64 = match raw.parse() {
+        Ok(value) if well_formed => value,
+        _ => return Err(invalid(setting, raw, "not a number of hours", &expected)),
+    };
+    if !range.contains(&value) {
+        return Err(invalid(setting, raw, "out of range", &expected));
+    }
+    Duration::try_from_secs_f64(value * HOUR as f64)
+        .map_err(|_| invalid(setting, raw, "not a duration", &expected))
 }
 
 // ---- the rest ----------------------------------------------------------------------------
@@ -1293,8 +1321,25 @@ mod tests {
         assert_eq!(s.dwell, Duration::ZERO);
         assert_eq!(s.pending_timeout, Duration::from_secs(12 * 3600));
         refuses(KEYFLIP_LEAD_DAYS, &["0", "366", "-1", "30d", "1.5"]);
-        refuses(KEYFLIP_DWELL_HOURS, &["8761", "-1", "24h"]);
-        refuses(KEYFLIP_PENDING_TIMEOUT_HOURS, &["0", "721", "six"]);
+        refuses(
+            KEYFLIP_DWELL_HOURS,
+            &[
+                "8761", "-1", "24h", "1e3", "0.00001", ".5", "5.", "NaN", "inf", "1,5", "+1",
+            ],
+        );
+        refuses(KEYFLIP_PENDING_TIMEOUT_HOURS, &["0", "0.0001", "721", "six"]);
+    }
+
+    #[test]
+    fn the_dwell_and_the_pending_timeout_take_fractions_of_an_hour() {
+        let s = ok(&[
+            (KEYFLIP_DWELL_HOURS, "0.01"),
+            (KEYFLIP_PENDING_TIMEOUT_HOURS, "0.5"),
+        ]);
+        assert_eq!(s.dwell, Duration::from_secs(36));
+        assert_eq!(s.pending_timeout, Duration::from_secs(1800));
+        let s = ok(&[(KEYFLIP_DWELL_HOURS, "8760.0")]);
+        assert_eq!(s.dwell, Duration::from_secs(8760 * 3600));
     }
 
     #[test]

@@ -86,6 +86,12 @@ fn rfc3339(at: OffsetDateTime) -> String {
         .unwrap_or_else(|_| at.unix_timestamp().to_string())
 }
 
+/// A duration in hours for messages: `24`, `0.01`.
+fn in_hours(duration: Duration) -> String {
+    let hours = format!("{:.4}", duration.as_secs_f64() / 3600.0);
+    hours.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
 /// How far ahead of keyflip's clock a `PendingSince` may be (clock skew between instances).
 const PENDING_CLOCK_SKEW: time::Duration = time::Duration::minutes(5);
 
@@ -400,7 +406,7 @@ impl Engine {
                 Outcome::Skipped(SkipReason::Dwell),
                 format!(
                     "the latest version is younger than the dwell ({} h): {} was the active key until then; use force to rotate anyway",
-                    self.settings.dwell.as_secs() / 3600,
+                    in_hours(self.settings.dwell),
                     plan.idle_tag
                 ),
             ));
@@ -994,7 +1000,7 @@ impl Engine {
             "the new {} key never passed its check since {} (KEYFLIP_PENDING_TIMEOUT_HOURS is {}); the published key is unchanged and stays valid; check the resource; the next rotation regenerates {} afresh",
             plan.idle_tag,
             rfc3339(since),
-            self.settings.pending_timeout.as_secs() / 3600,
+            in_hours(self.settings.pending_timeout),
             plan.idle_tag
         );
         if request.dry_run {
@@ -1035,4 +1041,17 @@ struct Plan {
     idle: Slot,
     active_tag: &'static str,
     idle_tag: &'static str,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_in_hours_with_their_fraction() {
+        assert_eq!(in_hours(Duration::from_secs(24 * 3600)), "24");
+        assert_eq!(in_hours(Duration::from_secs(36)), "0.01");
+        assert_eq!(in_hours(Duration::from_secs(5400)), "1.5");
+        assert_eq!(in_hours(Duration::ZERO), "0");
+    }
 }
