@@ -165,17 +165,17 @@ async fn a_keyless_secret_in_another_vault_cannot_stop_the_owner_s_rotation() {
     let answer = app.sweep().await;
 
     // Assert: team B's own secret rotates; the squatters are refused for their own reasons
-    let results = answer.body["ReturnValue"]["results"].as_array().unwrap().clone();
-    let outcome = |name: &str| {
-        results
-            .iter()
-            .find(|r| r["secret"] == name)
-            .map(|r| r["outcome"].as_str().unwrap_or_default().to_string())
-            .unwrap_or_default()
-    };
-    assert_eq!(outcome("team-b-own"), "rotated", "{:?}", answer.body);
-    assert_eq!(outcome("squat"), "failed:not-allowed");
-    assert_eq!(outcome("squat-two"), "failed:unknown-key");
+    assert_eq!(
+        answer.outcome_for("kv-api-two", "team-b-own"),
+        "rotated",
+        "{:?}",
+        answer.body
+    );
+    assert_eq!(answer.outcome_for(VAULT, "squat"), "failed:not-allowed");
+    assert_eq!(
+        answer.outcome_for("kv-api-two", "squat-two"),
+        "failed:unknown-key"
+    );
     assert!(
         answer.body["ReturnValue"]["problems"].is_null(),
         "{:?}",

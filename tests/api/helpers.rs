@@ -44,6 +44,23 @@ impl Answer {
         self.result()["outcome"].as_str().unwrap_or_default()
     }
 
+    /// A sweep's result for one secret, if it reported one.
+    pub fn result_for(&self, vault: &str, secret: &str) -> Option<&Value> {
+        self.result()["results"]
+            .as_array()
+            .expect("results")
+            .iter()
+            .find(|r| r["vault"] == vault && r["secret"] == secret)
+    }
+
+    /// A sweep's outcome for one secret (empty if it reported none).
+    pub fn outcome_for(&self, vault: &str, secret: &str) -> String {
+        self.result_for(vault, secret)
+            .and_then(|r| r["outcome"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    }
+
     /// The result's sentence for operators.
     pub fn message(&self) -> String {
         self.result()["message"].as_str().unwrap_or_default().to_string()

@@ -194,16 +194,8 @@ async fn a_hostile_validity_is_refused_before_any_write_and_the_sweep_goes_on() 
 
     // Assert: 200 each time; the hostile secret misconfigured and never regenerated; the other rotated
     assert_eq!(first.status, 200, "{:?}", first.body);
-    let results = first.body["ReturnValue"]["results"].as_array().unwrap().clone();
-    let outcome = |name: &str| -> String {
-        results
-            .iter()
-            .find(|r| r["secret"] == name)
-            .map(|r| r["outcome"].as_str().unwrap_or_default().to_string())
-            .unwrap_or_default()
-    };
-    assert_eq!(outcome("huge"), "failed:misconfigured");
-    assert_eq!(outcome("fine"), "rotated");
+    assert_eq!(first.outcome_for(VAULT, "huge"), "failed:misconfigured");
+    assert_eq!(first.outcome_for(VAULT, "fine"), "rotated");
     assert_eq!(event.status, 200);
     assert_eq!(event.outcome(), "failed:misconfigured");
     assert!(event.message().contains("3650"), "{}", event.message());
@@ -414,22 +406,19 @@ async fn the_sweep_refuses_a_resource_named_by_two_secrets_and_says_which() {
     // Assert: both refused naming the other, reported as a problem; the third rotated
     assert_eq!(answer.status, 200, "{:?}", answer.body);
     let report = &answer.body["ReturnValue"];
-    let result = |name: &str| -> Value {
-        report["results"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["secret"] == name)
-            .cloned()
-            .unwrap_or(Value::Null)
-    };
-    let a = result("shared-a");
+    let a = answer
+        .result_for(VAULT, "shared-a")
+        .cloned()
+        .unwrap_or(Value::Null);
     assert_eq!(a["outcome"], "failed:shared-resource", "{a}");
     assert!(
         a["message"].as_str().unwrap().contains("kv-api-two/shared-b"),
         "{a}"
     );
-    let b = result("shared-b");
+    let b = answer
+        .result_for(VAULT_TWO, "shared-b")
+        .cloned()
+        .unwrap_or(Value::Null);
     assert_eq!(b["outcome"], "failed:shared-resource", "{b}");
     assert!(b["message"].as_str().unwrap().contains("kv-api/shared-a"), "{b}");
     let problems = report["problems"].to_string();
@@ -437,7 +426,7 @@ async fn the_sweep_refuses_a_resource_named_by_two_secrets_and_says_which() {
         problems.contains("kv-api/shared-a") && problems.contains("kv-api-two/shared-b"),
         "{problems}"
     );
-    assert_eq!(result("alone")["outcome"], "rotated");
+    assert_eq!(answer.outcome_for(VAULT, "alone"), "rotated");
     assert_eq!(app.regenerations("aoai-shared").await, [0, 0]);
 }
 
@@ -507,16 +496,9 @@ async fn a_panic_in_one_rotation_is_reported_for_that_secret_alone_and_the_sweep
 
     // Assert: failed:internal for that secret alone; the others rotated; no key in the answer
     assert_eq!(answer.status, 200, "{:?}", answer.body);
-    let results = answer.body["ReturnValue"]["results"].as_array().unwrap().clone();
-    let outcome = |name: &str| {
-        results
-            .iter()
-            .find(|r| r["secret"] == name)
-            .map(|r| r["outcome"].as_str().unwrap_or_default().to_string())
-    };
-    assert_eq!(outcome("boom").as_deref(), Some("failed:internal"));
-    assert_eq!(outcome("before").as_deref(), Some("rotated"));
-    assert_eq!(outcome("after").as_deref(), Some("rotated"));
+    assert_eq!(answer.outcome_for(VAULT, "boom"), "failed:internal");
+    assert_eq!(answer.outcome_for(VAULT, "before"), "rotated");
+    assert_eq!(answer.outcome_for(VAULT, "after"), "rotated");
     assert!(!answer.body.to_string().contains(&boom_key));
     assert_eq!(
         app.latest("boom").await.value,

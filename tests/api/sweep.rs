@@ -2,9 +2,9 @@
 
 use std::collections::BTreeSet;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::helpers::{Answer, DAY, SecretSpec, TestApp, VAULT, spawn_app};
+use crate::helpers::{DAY, SecretSpec, TestApp, VAULT, spawn_app};
 
 const VAULT_TWO: &str = "kv-api-two";
 
@@ -38,15 +38,6 @@ async fn seed_plain(app: &TestApp, vault: &str, name: &str) {
         .add_secret_version(vault, name, &json!({"value": format!("plain-value-of-{name}")}))
         .await
         .expect("plain secret seeded");
-}
-
-/// The sweep's result for one secret, if it reported one.
-fn result_for<'a>(answer: &'a Answer, vault: &str, secret: &str) -> Option<&'a Value> {
-    answer.result()["results"]
-        .as_array()
-        .expect("results")
-        .iter()
-        .find(|r| r["vault"] == vault && r["secret"] == secret)
 }
 
 /// `(vault, secret)` of every GetSecret call (the only call that reads a value).
@@ -139,9 +130,9 @@ async fn a_sweep_over_two_vaults_rotates_exactly_the_due_secrets_and_reports_the
     let results = answer.result()["results"].as_array().unwrap();
     assert_eq!(results.len(), expected.len());
     for (vault, name) in &plain {
-        assert!(result_for(&answer, vault, name).is_none(), "{vault}/{name}");
+        assert!(answer.result_for(vault, name).is_none(), "{vault}/{name}");
     }
-    let misconfigured = result_for(&answer, VAULT, "misconfigured").unwrap();
+    let misconfigured = answer.result_for(VAULT, "misconfigured").unwrap();
     assert_eq!(misconfigured["outcome"], "failed:misconfigured");
     assert!(
         misconfigured["message"]
@@ -151,13 +142,13 @@ async fn a_sweep_over_two_vaults_rotates_exactly_the_due_secrets_and_reports_the
         "{misconfigured}"
     );
     assert_eq!(
-        result_for(&answer, VAULT, "disabled").unwrap()["outcome"],
+        answer.result_for(VAULT, "disabled").unwrap()["outcome"],
         "skipped:disabled"
     );
 
     // Assert: each secret's latest version and account
     for ((vault, name, expect), original) in expected.iter().zip(&originals) {
-        let result = result_for(&answer, vault, name).unwrap();
+        let result = answer.result_for(vault, name).unwrap();
         let versions = app.versions(vault, name).await;
         let latest = versions.last().unwrap();
         let account = format!("acc-{name}");
@@ -250,10 +241,10 @@ async fn a_sweep_with_a_transient_failure_answers_500_with_the_report() {
         (Some(2), Some(2), Some(1), Some(1)),
         "{summary}"
     );
-    let failed = result_for(&answer, VAULT, "flaky").unwrap();
+    let failed = answer.result_for(VAULT, "flaky").unwrap();
     assert_eq!(failed["outcome"], "failed:transient", "{failed}");
     assert_eq!(
-        result_for(&answer, VAULT_TWO, "steady").unwrap()["outcome"],
+        answer.result_for(VAULT_TWO, "steady").unwrap()["outcome"],
         "rotated"
     );
     assert!(
