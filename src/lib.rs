@@ -29,6 +29,7 @@ pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod engine;
+pub mod lease;
 pub mod providers;
 pub mod server;
 pub mod store;
