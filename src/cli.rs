@@ -39,6 +39,11 @@ pub enum Command {
         /// under your own credentials; refused when the CredentialId tag lies.
         #[arg(long, conflicts_with = "force")]
         repair: bool,
+        /// A leaked key: publish the idle slot as usual, then regenerate the formerly active
+        /// slot at once (inside the dwell: consumers still holding the leaked key fail until
+        /// they reload the secret). Finishes an interrupted revocation too.
+        #[arg(long, conflicts_with_all = ["repair", "force"])]
+        revoke_active: bool,
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,

@@ -62,12 +62,14 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             dry_run,
             force,
             repair,
+            revoke_active,
             json,
         } => {
             let mode = RotateMode {
                 dry_run,
                 force,
                 repair,
+                revoke_active,
             };
             rotate(&vault, &secret, mode, json).await
         }
@@ -134,6 +136,7 @@ struct RotateMode {
     dry_run: bool,
     force: bool,
     repair: bool,
+    revoke_active: bool,
 }
 
 async fn rotate(vault: &str, secret: &str, mode: RotateMode, json: bool) -> Result<(), Failure> {
@@ -150,6 +153,7 @@ async fn rotate(vault: &str, secret: &str, mode: RotateMode, json: bool) -> Resu
         event_version: None,
         dry_run: mode.dry_run,
         force: mode.force,
+        revoke_active: mode.revoke_active,
         budget: settings.manual_budget,
     };
     let result = match mode.repair {

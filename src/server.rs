@@ -1050,7 +1050,7 @@ mod tests {
             assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
             let error = body["error"].as_str().unwrap();
             assert!(
-                error.contains("is not accepted") && error.contains("dryRun, force, code"),
+                error.contains("is not accepted") && error.contains("dryRun, force, mode, code"),
                 "{error}"
             );
             assert!(fake.requests().is_empty(), "{query}");

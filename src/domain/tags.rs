@@ -23,6 +23,8 @@ pub const PENDING_SLOT: &str = "PendingSlot";
 pub const PENDING_SINCE: &str = "PendingSince";
 pub const PENDING_PROOF: &str = "PendingProof";
 pub const PENDING_FROM: &str = "PendingFrom";
+pub const REVOKE_PENDING: &str = "RevokePending";
+pub const REVOKE_PROOF: &str = "RevokeProof";
 /// The tags of a pending mark, as one list (written, cleared and checked together).
 pub const PENDING_TAGS: [&str; 4] = [PENDING_SLOT, PENDING_SINCE, PENDING_FROM, PENDING_PROOF];
 /// Key Vault's limit on tags per secret.
@@ -72,6 +74,10 @@ pub enum TagError {
     )]
     PendingWithoutProof,
     #[error(
+        "only one of the tags RevokePending and RevokeProof is set: keyflip writes them together; remove the one left"
+    )]
+    RevokeHalf,
+    #[error(
         "the secret would carry {0} tags, over Key Vault's limit of 15: remove tags keyflip does not need"
     )]
     TooMany(usize),
@@ -106,6 +112,19 @@ pub struct RotationTags {
     pub validity_days: u32,
     pub verify_key: bool,
     pub pending: Option<Pending>,
+    pub revoke: Option<Revoke>,
+}
+
+/// A leaked-key revocation not finished yet: set on the version a `mode=revoke-active`
+/// rotation published, until the formerly active slot has been regenerated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revoke {
+    /// `RevokePending`: the slot to regenerate (the formerly active one).
+    pub slot: String,
+    /// `RevokeProof`: [`crate::domain::key::mark_proof`] of the `PreviousVersion`, the
+    /// published key and the leaked key, so only keyflip's own mark, with the leaked key
+    /// still in place, makes it regenerate a slot inside the dwell.
+    pub proof: String,
 }
 
 /// A tag by name, ignoring case.
@@ -136,6 +155,8 @@ impl RotationTags {
             PENDING_SINCE,
             PENDING_FROM,
             PENDING_PROOF,
+            REVOKE_PENDING,
+            REVOKE_PROOF,
         ];
         if let Some(name) = read
             .into_iter()
@@ -177,12 +198,21 @@ impl RotationTags {
                 proof: proof.map(str::to_string),
             }),
         };
+        let revoke = match (tag(tags, REVOKE_PENDING), tag(tags, REVOKE_PROOF)) {
+            (None, None) => None,
+            (Some(slot), Some(proof)) => Some(Revoke {
+                slot: slot.to_string(),
+                proof: proof.to_string(),
+            }),
+            _ => return Err(TagError::RevokeHalf),
+        };
         Ok(Self {
             credential_id: credential_id.to_string(),
             provider_address,
             validity_days,
             verify_key,
             pending,
+            revoke,
         })
     }
 }
@@ -235,10 +265,27 @@ pub fn for_new_version(
     put(&mut tags, ROTATED_BY, format!("keyflip/{}", crate::VERSION));
     put(&mut tags, ROTATION_TRIGGER, trigger.to_string());
     put(&mut tags, PREVIOUS_VERSION, previous_version.to_string());
-    for name in PENDING_TAGS {
+    for name in PENDING_TAGS.into_iter().chain([REVOKE_PENDING, REVOKE_PROOF]) {
         remove(&mut tags, name);
     }
     checked(tags)
+}
+
+/// The tags of a version published by a leaked-key emergency: `RevokePending` set until the
+/// formerly active slot is regenerated.
+pub fn with_revoke(tags: &Tags, slot: &str, proof: &str) -> Result<Tags, TagError> {
+    let mut tags = tags.clone();
+    put(&mut tags, REVOKE_PENDING, slot.to_string());
+    put(&mut tags, REVOKE_PROOF, proof.to_string());
+    checked(tags)
+}
+
+/// The tags with the revocation mark removed.
+pub fn without_revoke(tags: &Tags) -> Tags {
+    let mut tags = tags.clone();
+    remove(&mut tags, REVOKE_PENDING);
+    remove(&mut tags, REVOKE_PROOF);
+    tags
 }
 
 /// The tags of the latest version with the pending mark removed.

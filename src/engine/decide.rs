@@ -30,7 +30,7 @@ impl Due {
 /// The sweep's rule: enabled, tags valid (checked by the caller), and `exp` absent, past, or
 /// within `lead_days`; a pending rotation is always due.
 pub fn due(tags: &RotationTags, expires: Option<OffsetDateTime>, now: OffsetDateTime, lead_days: u32) -> Due {
-    if tags.pending.is_some() {
+    if tags.pending.is_some() || tags.revoke.is_some() {
         return Due::PendingRotation;
     }
     match expires {
@@ -97,6 +97,7 @@ mod tests {
             validity_days: 60,
             verify_key: true,
             pending,
+            revoke: None,
         }
     }
 

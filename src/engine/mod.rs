@@ -71,6 +71,9 @@ pub struct RotationRequest {
     pub dry_run: bool,
     /// Bypass the dwell.
     pub force: bool,
+    /// A leaked key (`mode=revoke-active`): publish the idle slot, then regenerate the
+    /// formerly active one at once.
+    pub revoke_active: bool,
     /// Time this invocation may spend.
     pub budget: Duration,
 }

@@ -41,6 +41,9 @@ pub enum SkipReason {
     NothingToRepair,
     /// The sweep met a secret whose lease another rotation holds: left to that one.
     Locked,
+    /// A `RevokePending` mark whose slot no longer holds the leaked key (or that keyflip did
+    /// not write): cleared, nothing regenerated.
+    NothingToRevoke,
 }
 
 /// Why a rotation failed.
@@ -83,6 +86,8 @@ pub enum Outcome {
     Rotated,
     /// `keyflip rotate --repair` published the active slot's current key.
     Repaired,
+    /// A leaked-key emergency (`mode=revoke-active`) regenerated the formerly active slot.
+    Revoked,
     Pending,
     Planned,
     Skipped(SkipReason),
@@ -105,6 +110,7 @@ impl Outcome {
         match self {
             Outcome::Rotated => "rotated".into(),
             Outcome::Repaired => "repaired".into(),
+            Outcome::Revoked => "revoked".into(),
             Outcome::Pending => "pending".into(),
             Outcome::Planned => "planned".into(),
             Outcome::Skipped(reason) => format!("skipped:{}", skip_label(reason)),
@@ -114,7 +120,11 @@ impl Outcome {
 
     pub fn class(self) -> Class {
         match self {
-            Outcome::Rotated | Outcome::Repaired | Outcome::Planned | Outcome::Skipped(_) => Class::Success,
+            Outcome::Rotated
+            | Outcome::Repaired
+            | Outcome::Revoked
+            | Outcome::Planned
+            | Outcome::Skipped(_) => Class::Success,
             Outcome::Pending | Outcome::Failed(FailReason::Transient | FailReason::Locked) => {
                 Class::Transient
             }
@@ -133,6 +143,7 @@ fn skip_label(reason: SkipReason) -> &'static str {
         SkipReason::Ignored => "ignored",
         SkipReason::NothingToRepair => "nothing-to-repair",
         SkipReason::Locked => "locked",
+        SkipReason::NothingToRevoke => "nothing-to-revoke",
     }
 }
 

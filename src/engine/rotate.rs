@@ -414,7 +414,9 @@ impl Engine {
         let pending = decide::pending_state(plan.tags.pending.as_ref(), now, self.settings.pending_timeout);
         if work == Work::Rotate
             && pending == PendingState::None
+            && plan.tags.revoke.is_none()
             && !request.force
+            && !request.revoke_active
             && !decide::outlived_dwell(secret.created, now, self.settings.dwell)
         {
             return Err(finish(
@@ -495,7 +497,12 @@ impl Engine {
             check_proof(mark, &secret, &plan, &keys)?;
         }
 
-        // 3c. An expired pending mark; no other secret on this resource.
+        // 3c. An unfinished revocation; an expired pending mark; no other secret on this resource.
+        if let Some(revoke) = &plan.tags.revoke {
+            return self
+                .finish_revocation(request, &secret, &plan, revoke, &keys, writes, deadline)
+                .await;
+        }
         if let PendingState::Expired { since } = pending {
             return self
                 .expire_pending(request, &secret, &plan, since, writes, deadline)
@@ -580,15 +587,23 @@ impl Engine {
         };
 
         // 7. Publish: the one write that flips the pointer.
-        let new_tags = tags::for_new_version(
+        let mut new_tags = tags::for_new_version(
             &secret.tags,
             plan.idle_tag,
             request.trigger.as_str(),
             secret.version.as_str(),
         )
         .map_err(|e| failed(FailReason::Misconfigured, e.to_string()))?;
+        if request.revoke_active {
+            // Written with the flip, so a crash before the leaked slot is regenerated leaves a
+            // mark the rerun finishes.
+            let proof = mark_proof(secret.version.as_str(), &new_key, keys.get(plan.active));
+            new_tags = tags::with_revoke(&new_tags, plan.active_tag, &proof)
+                .map_err(|e| failed(FailReason::Misconfigured, e.to_string()))?;
+        }
         let now = self.clock.now();
         let expires = expiry(now, plan.tags.validity_days)?;
+        let written_tags = new_tags.clone();
         let version = NewVersion {
             value: new_key,
             tags: new_tags,
@@ -608,11 +623,154 @@ impl Engine {
         } else {
             "not verified (VerifyKey=false)"
         };
+        if request.revoke_active {
+            let published_now = format!(
+                "published version {published}: {} is now the active key ({verified})",
+                plan.idle_tag
+            );
+            return self
+                .revoke_slot(
+                    request,
+                    &secret.name,
+                    &published,
+                    &written_tags,
+                    &plan,
+                    (plan.active, plan.active_tag),
+                    &published_now,
+                    writes,
+                    deadline,
+                )
+                .await;
+        }
         let message = format!(
             "published version {published}: {} is now the active key ({verified}); {} stays valid until the next rotation",
             plan.idle_tag, plan.active_tag
         );
         Ok(finish(Outcome::Rotated, message))
+    }
+
+    /// A rerun that finds `RevokePending` on the latest version: regenerate the leaked slot
+    /// (now the idle one) if it still holds the leaked key and the mark is keyflip's, then clear
+    /// the mark; never a fresh rotation.
+    #[allow(clippy::too_many_arguments)]
+    async fn finish_revocation(
+        &self,
+        request: &RotationRequest,
+        secret: &LoadedSecret,
+        plan: &Plan,
+        revoke: &tags::Revoke,
+        keys: &KeyPair,
+        writes: Writes<'_>,
+        deadline: Instant,
+    ) -> Result<Finish, Finish> {
+        if plan.provider.slot_from_tag(&revoke.slot) != Some(plan.idle) {
+            return Err(failed(
+                FailReason::Misconfigured,
+                format!(
+                    "tag RevokePending is '{}', but only the idle slot ({}) can be the revoked one: remove the tags RevokePending and RevokeProof, then check which key leaked",
+                    echo(&revoke.slot),
+                    plan.idle_tag
+                ),
+            ));
+        }
+        let previous = tags::tag(&secret.tags, tags::PREVIOUS_VERSION).unwrap_or_default();
+        let expected = mark_proof(previous, &secret.value, keys.get(plan.idle));
+        if request.dry_run {
+            return Ok(finish(
+                Outcome::Planned,
+                format!("would finish the revocation of {}", plan.idle_tag),
+            ));
+        }
+        if !revoke.proof.eq_ignore_ascii_case(&expected) {
+            writes.allowed("clearing the revocation mark")?;
+            let cleared = tags::without_revoke(&secret.tags);
+            let clearing = self
+                .store
+                .set_tags(&request.vault, &secret.name, &secret.version, cleared);
+            self.within(deadline, "clearing the revocation mark", clearing)
+                .await?
+                .map_err(|e| store_failure(e, "clearing the revocation mark"))?;
+            return Ok(finish(
+                Outcome::Skipped(SkipReason::NothingToRevoke),
+                format!(
+                    "{} no longer holds the key the revocation was for (it was regenerated already, or the mark was not keyflip's): nothing regenerated; the mark is cleared",
+                    plan.idle_tag
+                ),
+            ));
+        }
+        tracing::warn!(slot = %plan.idle_tag, "finishing an interrupted leaked-key revocation");
+        self.revoke_slot(
+            request,
+            &secret.name,
+            &secret.version,
+            &secret.tags,
+            plan,
+            (plan.idle, plan.idle_tag),
+            "the leaked key's replacement was published earlier",
+            writes,
+            deadline,
+        )
+        .await
+    }
+
+    /// The emergency's second regeneration: the leaked slot (idle now), at once, then the
+    /// `RevokePending` mark cleared from the version that carries it.
+    #[allow(clippy::too_many_arguments)]
+    async fn revoke_slot(
+        &self,
+        request: &RotationRequest,
+        secret: &crate::domain::SecretName,
+        version: &crate::domain::SecretVersion,
+        version_tags: &Tags,
+        plan: &Plan,
+        (leaked, leaked_tag): (Slot, &str),
+        done_so_far: &str,
+        writes: Writes<'_>,
+        deadline: Instant,
+    ) -> Result<Finish, Finish> {
+        let unfinished = |why: String| {
+            failed(
+                FailReason::Transient,
+                format!(
+                    "{done_so_far}; but the leaked {leaked_tag} key is not revoked yet ({why}): a rerun finishes the revocation (RevokePending is set), never a fresh rotation"
+                ),
+            )
+        };
+        writes.allowed("regenerating the leaked key")?;
+        let regenerating = plan.provider.regenerate(&plan.tags.provider_address, leaked);
+        match tokio::time::timeout(before_reserve(deadline), regenerating).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(unfinished(e.to_string())),
+            Err(_) => {
+                return Err(unfinished(
+                    "the regeneration did not finish within the budget".into(),
+                ));
+            }
+        }
+        tracing::warn!(slot = %leaked_tag, "regenerated the leaked key");
+        let cleared = match writes.allowed("clearing the revocation mark") {
+            Ok(()) => {
+                let clearing = self.store.set_tags(
+                    &request.vault,
+                    secret,
+                    version,
+                    tags::without_revoke(version_tags),
+                );
+                let left = deadline.saturating_duration_since(Instant::now());
+                matches!(tokio::time::timeout(left, clearing).await, Ok(Ok(())))
+            }
+            Err(_) => false,
+        };
+        let mark = match cleared {
+            true => String::new(),
+            false => " (the RevokePending mark could not be cleared; the next invocation clears it without regenerating)".to_string(),
+        };
+        Ok(finish(
+            Outcome::Revoked,
+            format!(
+                "{done_so_far}; the leaked {leaked_tag} key was regenerated at once (forced: inside the dwell){mark}: consumers still holding the leaked key fail until they reload the secret"
+            ),
+        ))
     }
 
     /// A resumed mark with `PendingFrom`: the slot's key must differ from the one before the

@@ -113,7 +113,7 @@ impl Engine {
             .sort_by(|a, b| (&a.vault, &a.secret).cmp(&(&b.vault, &b.secret)));
         for result in &report.results {
             match result.outcome {
-                Outcome::Rotated | Outcome::Repaired => report.summary.rotated += 1,
+                Outcome::Rotated | Outcome::Repaired | Outcome::Revoked => report.summary.rotated += 1,
                 Outcome::Pending => report.summary.pending += 1,
                 Outcome::Skipped(_) | Outcome::Planned => report.summary.skipped += 1,
                 Outcome::Failed(_) => report.summary.failed += 1,
@@ -286,6 +286,7 @@ impl Engine {
                 ),
             ))),
             _ => Some(Decision::Rotate(RotationRequest {
+                revoke_active: false,
                 vault: vault.clone(),
                 secret: summary.name.clone(),
                 trigger: TriggerKind::Timer,

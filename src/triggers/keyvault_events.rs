@@ -124,6 +124,7 @@ pub fn decide(invocation: &Invocation, budget: Duration, serves: &dyn Fn(&VaultN
     EventPlan {
         about,
         decision: Decision::Rotate(RotationRequest {
+            revoke_active: false,
             vault: target.vault.clone(),
             secret: target.secret.clone(),
             trigger: TriggerKind::Event,

@@ -46,6 +46,8 @@ pub const FUNCTION: &str = "RotateSecret";
 enum Parameter {
     DryRun,
     Force,
+    /// `mode=revoke-active`.
+    Mode,
     /// The function key, read by the Functions host (and by nothing here).
     Code,
 }
@@ -55,10 +57,11 @@ enum Parameter {
 const PARAMETERS: &[(&str, Parameter)] = &[
     ("dryRun", Parameter::DryRun),
     ("force", Parameter::Force),
+    ("mode", Parameter::Mode),
     ("code", Parameter::Code),
 ];
 
-/// The accepted names, for messages: `dryRun, force, code`.
+/// The accepted names, for messages: `dryRun, force, mode, code`.
 fn accepted_parameters() -> String {
     let names: Vec<&str> = PARAMETERS.iter().map(|(name, _)| *name).collect();
     names.join(", ")
@@ -71,6 +74,8 @@ pub struct Flags {
     pub dry_run: bool,
     /// `?force=true`: bypass the dwell.
     pub force: bool,
+    /// `?mode=revoke-active`: a leaked key.
+    pub revoke_active: bool,
 }
 
 /// Why a manual request is refused before the engine runs.
@@ -82,6 +87,10 @@ pub enum ManualError {
     BadSecret(NameError),
     #[error("query parameter '{name}' must be true, false, 1 or 0, not '{value}'")]
     BadFlag { name: &'static str, value: String },
+    #[error(
+        "query parameter 'mode' is '{0}': the only mode is revoke-active (a leaked key: publish the idle slot, then regenerate the formerly active one at once)"
+    )]
+    BadMode(String),
     #[error("query parameter '{name}' is given more than once")]
     RepeatedFlag { name: &'static str },
     #[error(
@@ -105,6 +114,7 @@ impl ManualError {
             Self::BadVault(_)
             | Self::BadSecret(_)
             | Self::BadFlag { .. }
+            | Self::BadMode(_)
             | Self::RepeatedFlag { .. }
             | Self::UnknownParameter { .. }
             | Self::BodyNotJson(_) => StatusCode::BAD_REQUEST,
@@ -119,6 +129,7 @@ impl ManualError {
 pub fn parse_flags(query: Option<&str>) -> Result<Flags, ManualError> {
     let mut dry_run = None;
     let mut force = None;
+    let mut revoke_active = None;
     for (raw_name, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         let Some((name, parameter)) = PARAMETERS
             .iter()
@@ -131,6 +142,16 @@ pub fn parse_flags(query: Option<&str>) -> Result<Flags, ManualError> {
         let slot = match parameter {
             Parameter::DryRun => &mut dry_run,
             Parameter::Force => &mut force,
+            Parameter::Mode => {
+                if revoke_active.is_some() {
+                    return Err(ManualError::RepeatedFlag { name: "mode" });
+                }
+                match value.trim().eq_ignore_ascii_case("revoke-active") {
+                    true => revoke_active = Some(true),
+                    false => return Err(ManualError::BadMode(echo(&value))),
+                }
+                continue;
+            }
             Parameter::Code => continue,
         };
         let name = *name;
@@ -142,6 +163,7 @@ pub fn parse_flags(query: Option<&str>) -> Result<Flags, ManualError> {
     Ok(Flags {
         dry_run: dry_run.unwrap_or(false),
         force: force.unwrap_or(false),
+        revoke_active: revoke_active.unwrap_or(false),
     })
 }
 
@@ -162,7 +184,11 @@ pub fn request(
 ) -> Result<RotationRequest, ManualError> {
     let vault = VaultName::parse(vault).map_err(ManualError::BadVault)?;
     let secret = SecretName::parse(secret).map_err(ManualError::BadSecret)?;
-    let Flags { dry_run, force } = parse_flags(query)?;
+    let Flags {
+        dry_run,
+        force,
+        revoke_active,
+    } = parse_flags(query)?;
     Ok(RotationRequest {
         vault,
         secret,
@@ -170,6 +196,7 @@ pub fn request(
         event_version: None,
         dry_run,
         force,
+        revoke_active,
         budget,
     })
 }
@@ -220,13 +247,14 @@ pub struct ManualCall {
 /// The HTTP status of an outcome (the table in this module's doc).
 pub fn status_for(outcome: Outcome) -> StatusCode {
     match outcome {
-        Outcome::Rotated | Outcome::Repaired | Outcome::Planned => StatusCode::OK,
+        Outcome::Rotated | Outcome::Repaired | Outcome::Revoked | Outcome::Planned => StatusCode::OK,
         Outcome::Skipped(
             SkipReason::Stale
             | SkipReason::NotDue
             | SkipReason::NotManaged
             | SkipReason::Ignored
-            | SkipReason::NothingToRepair,
+            | SkipReason::NothingToRepair
+            | SkipReason::NothingToRevoke,
         ) => StatusCode::OK,
         Outcome::Pending => StatusCode::ACCEPTED,
         Outcome::Skipped(SkipReason::Dwell | SkipReason::Disabled | SkipReason::Locked)
@@ -346,6 +374,7 @@ mod tests {
                 Flags {
                     dry_run: true,
                     force: false,
+                    ..Flags::default()
                 },
             ),
             (
@@ -353,6 +382,7 @@ mod tests {
                 Flags {
                     dry_run: true,
                     force: true,
+                    ..Flags::default()
                 },
             ),
             (
@@ -360,6 +390,7 @@ mod tests {
                 Flags {
                     dry_run: false,
                     force: false,
+                    ..Flags::default()
                 },
             ),
             (
@@ -367,12 +398,23 @@ mod tests {
                 Flags {
                     dry_run: false,
                     force: true,
+                    ..Flags::default()
                 },
             ),
         ];
         for (query, flags) in cases {
             assert_eq!(parse_flags(query), Ok(flags), "{query:?}");
         }
+        assert!(parse_flags(Some("MODE=Revoke-Active")).unwrap().revoke_active);
+        for bad in ["mode=revoke", "mode=", "mode=rotate"] {
+            let error = parse_flags(Some(bad)).unwrap_err();
+            assert!(matches!(error, ManualError::BadMode(_)), "{bad}: {error}");
+            assert!(error.to_string().contains("revoke-active"), "{error}");
+        }
+        assert_eq!(
+            parse_flags(Some("mode=revoke-active&mode=revoke-active")),
+            Err(ManualError::RepeatedFlag { name: "mode" })
+        );
     }
 
     #[test]
@@ -412,7 +454,7 @@ mod tests {
             let text = error.to_string();
             assert!(text.contains(&format!("'{name}' is not accepted")), "{text}");
             assert!(
-                text.ends_with("the accepted parameters are dryRun, force, code"),
+                text.ends_with("the accepted parameters are dryRun, force, mode, code"),
                 "{text}"
             );
         }

@@ -350,3 +350,36 @@ async fn version_prints_the_version_and_an_unknown_subcommand_prints_usage() {
         "stdout: {unknown_out}\nstderr: {unknown_err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotate_revoke_active_kills_the_leaked_key_inside_the_dwell() {
+    // Arrange: the latest version was published today
+    let app = spawn_app().await;
+    app.seed_account("aoai-cli-leak", "OpenAI").await;
+    let mut spec = SecretSpec::new("cli-leak", "aoai-cli-leak");
+    spec.created_days_ago = 0;
+    app.seed_secret(spec).await;
+    let leaked = app.latest("cli-leak").await.value;
+
+    // Act
+    let (code, stdout, stderr) = keyflip(
+        &app,
+        &[
+            "rotate",
+            "--vault",
+            VAULT,
+            "--secret",
+            "cli-leak",
+            "--revoke-active",
+            "--json",
+        ],
+        &[],
+    );
+
+    // Assert
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    assert_eq!(json_result(&stdout)["outcome"], "revoked");
+    assert_eq!(app.regenerations("aoai-cli-leak").await, [1, 1]);
+    assert!(!app.key_works("aoai-cli-leak", &leaked).await);
+    assert!(!stdout.contains(&leaked) && !stderr.contains(&leaked));
+}

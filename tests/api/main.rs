@@ -13,5 +13,6 @@ mod hostile;
 mod http_surface;
 mod lifecycle;
 mod resilience;
+mod revoke;
 mod secrets;
 mod sweep;
