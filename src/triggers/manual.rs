@@ -441,7 +441,7 @@ mod tests {
             ("dry_run=true", "dry_run"),
             ("dryRun=false&dry-run=true", "dry-run"),
             ("Code=k&forced=1", "forced"),
-            ("mode=revoke-active", "mode"),
+            ("mode=revoke-active&revoke=1", "revoke"),
             ("=true", ""),
         ] {
             let error = parse_flags(Some(query)).unwrap_err();
