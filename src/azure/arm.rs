@@ -99,14 +99,24 @@ pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(2);
 const AZURE_ASYNC_OPERATION: HeaderName = HeaderName::from_static("azure-asyncoperation");
 const LOCATION: HeaderName = HeaderName::from_static("location");
 
-/// What an action sent once answered.
-#[derive(Debug, Clone, PartialEq)]
+/// What an action sent once answered. Its `Debug` never shows the body (it may hold keys).
+#[derive(Clone, PartialEq)]
 pub enum ActionAnswer {
     /// 200/204 (or a 201/202 without a polling URL): the JSON answer, `Null` for an empty or
     /// unreadable body (the action ran; its result must be read another way).
     Done(Value),
     /// 201/202 with a polling URL: a long-running operation to follow with [`ArmClient::wait`].
     Accepted(Accepted),
+}
+
+impl std::fmt::Debug for ActionAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Done(Value::Null) => f.write_str("Done(null)"),
+            Self::Done(_) => f.write_str("Done(<body redacted>)"),
+            Self::Accepted(accepted) => f.debug_tuple("Accepted").field(accepted).finish(),
+        }
+    }
 }
 
 /// How to follow an accepted long-running operation: its headers, unchecked until
@@ -1194,6 +1204,14 @@ mod tests {
         );
         let bare = once(Ok((202, vec![], ""))).await.unwrap();
         assert_eq!(bare, ActionAnswer::Done(Value::Null));
+        let keys = once(Ok((200, vec![], r#"{"key1":"leaked-key-value","key2":"b"}"#)))
+            .await
+            .unwrap();
+        assert_eq!(
+            keys,
+            ActionAnswer::Done(json!({"key1": "leaked-key-value", "key2": "b"}))
+        );
+        assert!(!format!("{keys:?}").contains("leaked-key-value"));
     }
 
     #[tokio::test]
