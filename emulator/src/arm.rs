@@ -1,13 +1,21 @@
 //! Resource Manager (`https://management.azure.com`): resource paths, api-version, bearer
 //! authentication, authorization and ARM error bodies. The resource itself is served by its
 //! provider (see [`crate::providers`]).
+//!
+//! It also serves the polling URLs of long-running operations ([`crate::operations`]):
+//! `GET /subscriptions/{s}/providers/{ns}/locations/{loc}/operationStatuses/{id}`
+//! (`OperationStatuses_Get`, the `Azure-AsyncOperation` URL: 200 with the status body) and
+//! `…/operationResults/{id}` (`OperationResults_Get`, the `Location` URL: 202 while running,
+//! then the provider's final answer). Both need an ARM token and read access to the resource,
+//! and go through fault and latency injection and the call log like every other call.
 
 use axum::body::Body;
 use axum::http::{HeaderValue, Method, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::calls::{CallStart, Service};
-use crate::error::AzureError;
+use crate::error::{AzureError, json_response};
+use crate::operations::{Operation, OperationPath};
 use crate::pipeline::Exchange;
 use crate::providers::ArmResourceType;
 use crate::request::{Bearer, Query, bearer, body_bytes, segments};
@@ -70,6 +78,14 @@ impl ResourcePath {
     }
 }
 
+/// Who called and with which api-version: what an operation needs beyond its resource and body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArmCall {
+    /// The token's `oid`.
+    pub caller: String,
+    pub api_version: String,
+}
+
 /// An ARM error (`{"error":{"code","message"}}`).
 pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> AzureError {
     AzureError::new(status, code, message)
@@ -92,6 +108,9 @@ async fn serve(ctx: Ctx, req: Request<Body>) -> Response {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
     let query = Query::parse(parts.uri.query());
+    if let Some(operation_path) = OperationPath::parse(&segments(&path)) {
+        return serve_operation(ctx, &parts, &path, &query, operation_path).await;
+    }
     let resource = ResourcePath::parse(&path);
     let resource_type = resource
         .as_ref()
@@ -156,7 +175,11 @@ async fn serve(ctx: Ctx, req: Request<Body>) -> Response {
         return response;
     }
     let body = body_bytes(body).await.unwrap_or_default();
-    let mut response = resource_type.execute(&ctx, &resource, operation, &body);
+    let call = ArmCall {
+        caller,
+        api_version: query.get("api-version").unwrap_or_default().to_string(),
+    };
+    let mut response = resource_type.execute(&ctx, &resource, operation, &call, &body);
     let remaining = if parts.method == Method::GET {
         "x-ms-ratelimit-remaining-subscription-reads"
     } else {
@@ -165,6 +188,102 @@ async fn serve(ctx: Ctx, req: Request<Body>) -> Response {
     response
         .headers_mut()
         .insert(remaining, HeaderValue::from_static("11999"));
+    exchange.finish(response)
+}
+
+/// The operation a polling path names, if the emulator started it.
+fn find_operation(ctx: &Ctx, path: &OperationPath) -> Option<Operation> {
+    ctx.world().operations.values().find(|o| path.names(o)).cloned()
+}
+
+/// Serves `GET …/operationStatuses/{id}` and `GET …/operationResults/{id}`.
+async fn serve_operation(
+    ctx: Ctx,
+    parts: &axum::http::request::Parts,
+    path: &str,
+    query: &Query,
+    operation_path: OperationPath,
+) -> Response {
+    let name = if operation_path.status {
+        "OperationStatuses_Get"
+    } else {
+        "OperationResults_Get"
+    };
+    let found = find_operation(&ctx, &operation_path);
+    let resource = found.as_ref().and_then(|o| ResourcePath::parse(&o.resource_id));
+    let target = found
+        .as_ref()
+        .map(|o| o.resource_id.clone())
+        .unwrap_or_else(|| path.to_string());
+    let mut start = CallStart::new(Service::Arm, name, &target, parts.method.as_str(), path);
+    start.api_version = query.get("api-version").map(str::to_string);
+    let targets = vec![
+        target,
+        resource.as_ref().map(|r| r.name.clone()).unwrap_or_default(),
+        operation_path.id.clone(),
+    ];
+    let mut exchange = Exchange::new(ctx.clone(), start, targets);
+    let caller = match authenticate(&ctx, &parts.headers) {
+        Ok(oid) => oid,
+        Err(e) => return exchange.reject(e.into_response()),
+    };
+    exchange.set_caller(caller.clone());
+    if parts.method != Method::GET {
+        return exchange.reject(
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                format!(
+                    "The requested resource does not support http method '{}'.",
+                    parts.method
+                ),
+            )
+            .into_response(),
+        );
+    }
+    let resource_type = resource
+        .as_ref()
+        .and_then(|r| ArmResourceType::resolve(&r.namespace, &r.resource_type));
+    let (Some(resource), Some(resource_type)) = (resource, resource_type) else {
+        return exchange.reject(
+            error(
+                StatusCode::NOT_FOUND,
+                "OperationNotFound",
+                format!("The operation '{}' was not found.", operation_path.id),
+            )
+            .into_response(),
+        );
+    };
+    if let Err(e) = check_api_version(resource_type, &resource, query.get("api-version")) {
+        return exchange.reject(e.into_response());
+    }
+    if let Err(e) = resource_type.authorize(&ctx, &resource, &caller, "Accounts_Get") {
+        return exchange.reject(e.into_response());
+    }
+    if let Err(response) = exchange.before().await {
+        return response;
+    }
+    let response = {
+        let world = ctx.world();
+        match world.operations.values().find(|o| operation_path.names(o)) {
+            None => error(
+                StatusCode::NOT_FOUND,
+                "OperationNotFound",
+                format!("The operation '{}' was not found.", operation_path.id),
+            )
+            .into_response(),
+            Some(operation) if operation_path.status => {
+                let mut response = json_response(StatusCode::OK, &operation.status_body());
+                if !operation.ended()
+                    && let Ok(value) = HeaderValue::from_str(&operation.retry_after_seconds.to_string())
+                {
+                    response.headers_mut().insert(header::RETRY_AFTER, value);
+                }
+                response
+            }
+            Some(operation) => resource_type.operation_result(&world, operation),
+        }
+    };
     exchange.finish(response)
 }
 

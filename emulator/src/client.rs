@@ -13,7 +13,8 @@ use serde_json::{Value, json};
 
 use crate::calls::Call;
 use crate::faults::{FaultRule, LatencyRule};
-use crate::world::Identity;
+use crate::operations::{LongRunning, Operation};
+use crate::world::{ActiveRegeneration, Identity};
 
 /// What `keyflip-emulator` prints on start, as one JSON line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,6 +37,14 @@ pub struct EmulatorInfo {
     pub system_identity: Identity,
     /// A `KEYFLIP_CONNECT_TO` value sending every emulated host to the emulator.
     pub connect_to: String,
+}
+
+/// `GET /control/active-regenerations`: how many regenerations replaced a key that the latest
+/// version of a secret held, and each of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActiveRegenerations {
+    pub count: usize,
+    pub regenerations: Vec<ActiveRegeneration>,
 }
 
 /// Failure talking to the control API.
@@ -176,6 +185,28 @@ impl ControlClient {
 
     pub async fn patch_account(&self, name: &str, patch: &Value) -> Result<Value, ControlClientError> {
         self.patch(&format!("/accounts/{name}"), patch).await
+    }
+
+    /// Makes the account's `regenerateKey` long-running (`Some`) or synchronous again (`None`).
+    pub async fn set_long_running(
+        &self,
+        name: &str,
+        setting: Option<&LongRunning>,
+    ) -> Result<Value, ControlClientError> {
+        self.patch_account(name, &json!({ "long_running": setting }))
+            .await
+    }
+
+    /// Every long-running operation started, ended ones included.
+    pub async fn operations(&self) -> Result<Vec<Operation>, ControlClientError> {
+        let value = self.get("/operations").await?;
+        Ok(serde_json::from_value(value).unwrap_or_default())
+    }
+
+    /// The regenerations of a key that a vault's latest version held.
+    pub async fn active_regenerations(&self) -> Result<ActiveRegenerations, ControlClientError> {
+        let value = self.get("/active-regenerations").await?;
+        Ok(serde_json::from_value(value).unwrap_or_default())
     }
 
     /// Calls received, filtered by operation id when given.

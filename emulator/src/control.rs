@@ -73,6 +73,9 @@ pub fn router() -> Router<Ctx> {
         )
         .route("/control/latency", post(add_latency))
         .route("/control/clock", get(clock).post(move_clock))
+        .route("/control/operations", get(operations))
+        .route("/control/operations/{id}", get(operation))
+        .route("/control/active-regenerations", get(active_regenerations))
         .route("/control/tokens", post(mint_token))
 }
 
@@ -83,6 +86,29 @@ async fn summary(State(ctx): State<Ctx>) -> Answer {
         "vaults": world.vaults.values().map(|v| v.name.clone()).collect::<Vec<_>>(),
         "accounts": world.accounts.iter().map(|a| a.id()).collect::<Vec<_>>(),
         "calls": world.calls.len(),
+        "active_regenerations": world.active_regenerations.len(),
+    }))
+}
+
+async fn operations(State(ctx): State<Ctx>) -> Answer {
+    ok(json!(ctx.world().operations.values().collect::<Vec<_>>()))
+}
+
+async fn operation(State(ctx): State<Ctx>, Path(id): Path<String>) -> Answer {
+    let world = ctx.world();
+    let operation = world
+        .operations
+        .values()
+        .find(|o| o.id.eq_ignore_ascii_case(&id))
+        .ok_or_else(|| not_found(format!("no operation '{id}'")))?;
+    ok(json!(operation))
+}
+
+async fn active_regenerations(State(ctx): State<Ctx>) -> Answer {
+    let world = ctx.world();
+    ok(json!(crate::client::ActiveRegenerations {
+        count: world.active_regenerations.len(),
+        regenerations: world.active_regenerations.clone(),
     }))
 }
 

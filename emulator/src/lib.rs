@@ -16,8 +16,9 @@
 //! - [`tls`]: the generated certificate authority and server certificate.
 //! - [`world`]: all mutable state (vaults, accounts, identities, clock, faults, call log).
 //! - [`keyvault`]: the Key Vault secrets data plane.
-//! - [`arm`]: Resource Manager plumbing (paths, api-version, auth, error bodies); it hands a
-//!   resource to its provider.
+//! - [`arm`]: Resource Manager plumbing (paths, api-version, auth, error bodies, the polling
+//!   URLs of long-running operations); it hands a resource to its provider.
+//! - [`operations`]: long-running (202) operations and their status bodies.
 //! - [`providers`]: one module per emulated resource type (ARM operations and data plane).
 //! - [`identity`]: the managed-identity token endpoint; [`token`] issues and checks the JWTs.
 //! - [`faults`]: fault and latency injection; [`calls`]: the record of every call received.
@@ -33,6 +34,7 @@ pub mod error;
 pub mod faults;
 pub mod identity;
 pub mod keyvault;
+pub mod operations;
 pub mod pipeline;
 pub mod providers;
 pub mod request;

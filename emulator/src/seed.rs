@@ -78,7 +78,7 @@ fn ninety() -> Option<u32> {
 }
 
 /// Tells a field given as `null` (`Some(None)`) from an absent one (`None`, via `default`).
-fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+pub(crate) fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: Deserialize<'de>,

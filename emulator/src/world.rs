@@ -2,7 +2,14 @@
 //! call log, behind one mutex that no handler holds across an `.await`.
 //!
 //! The clock is wall time plus an offset the control API moves, or frozen at a time the control
-//! API sets; resource state (secret `created`/`updated`, key activation) follows it. Token lifetimes do not (see [`crate::token`]).
+//! API sets; resource state (secret `created`/`updated`, key activation, the end of a
+//! long-running operation) follows it. Token lifetimes do not (see [`crate::token`]).
+//!
+//! Every lock of the world first [settles](World::settle) the long-running operations whose end
+//! has come, so whatever looks next (a poll, `listKeys`, the data plane, the control API) sees
+//! them ended. Every regeneration that takes effect goes through
+//! [`World::regenerate_key`], which counts the regenerations of a key some vault's latest
+//! version holds (`active_regenerations`: a key consumers were told to use).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -12,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::calls::{Call, CallStart};
 use crate::faults::Faults;
 use crate::keyvault::store::Vault;
+use crate::operations::{Operation, OperationAction, OperationStatus};
 use crate::providers::cognitive_services::Account;
 use crate::token::{TokenIssuer, wall_now};
 
@@ -39,6 +47,33 @@ pub struct World {
     pub user_identities: Vec<Identity>,
     pub faults: Faults,
     pub calls: Vec<Call>,
+    /// Long-running operations by id, ended ones included.
+    pub operations: BTreeMap<String, Operation>,
+    /// Ids of the operations not yet ended.
+    pub running: Vec<String>,
+    /// Every regeneration of a key that a vault's latest version held when it took effect.
+    pub active_regenerations: Vec<ActiveRegeneration>,
+}
+
+/// A regeneration that replaced a key consumers were told to use: the slot's key just before
+/// it equalled the value of the latest version of a (not deleted) secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActiveRegeneration {
+    /// The emulator's clock when it took effect (unix seconds).
+    pub at: i64,
+    pub vault: String,
+    pub secret: String,
+    /// The version whose value was the regenerated key.
+    pub version: String,
+    /// The account's ARM id and name.
+    pub account_id: String,
+    pub account: String,
+    /// `key1` or `key2`.
+    pub slot: String,
+    /// Object id of whoever asked for the regeneration.
+    pub caller: String,
+    /// The long-running operation it ended, when it was one.
+    pub operation_id: Option<String>,
 }
 
 impl World {
@@ -95,6 +130,92 @@ impl World {
         });
     }
 
+    /// Starts tracking a long-running operation.
+    pub fn start_operation(&mut self, operation: Operation) {
+        self.running.push(operation.id.clone());
+        self.operations.insert(operation.id.clone(), operation);
+    }
+
+    /// Ends every running operation whose end has come on the clock: a successful one takes
+    /// effect (at its end time), a failed or canceled one changes nothing.
+    pub fn settle(&mut self) {
+        if self.running.is_empty() {
+            return;
+        }
+        let now = self.now();
+        let mut still_running = Vec::new();
+        for id in std::mem::take(&mut self.running) {
+            let Some(operation) = self.operations.get_mut(&id) else {
+                continue;
+            };
+            // An outcome of `InProgress` is an operation that never ends.
+            if operation.end_time > now || operation.outcome == OperationStatus::InProgress {
+                still_running.push(id);
+                continue;
+            }
+            operation.status = operation.outcome;
+            let operation = operation.clone();
+            if operation.outcome == OperationStatus::Succeeded {
+                match operation.action {
+                    OperationAction::RegenerateKey { slot } => {
+                        let _ = self.regenerate_key(
+                            &operation.resource_id,
+                            slot,
+                            operation.end_time,
+                            &operation.caller,
+                            Some(&operation.id),
+                        );
+                    }
+                }
+            }
+        }
+        self.running = still_running;
+    }
+
+    /// Regenerates slot `slot` (0 = key1) of the account with ARM id `account_id` as of `at`,
+    /// noting an [`ActiveRegeneration`] when a vault's latest version held the replaced key.
+    /// `false` when there is no such account.
+    pub fn regenerate_key(
+        &mut self,
+        account_id: &str,
+        slot: usize,
+        at: i64,
+        caller: &str,
+        operation_id: Option<&str>,
+    ) -> bool {
+        let Some(account) = self.account_by_id(account_id) else {
+            return false;
+        };
+        let before = account.key(slot).value.clone();
+        let (id, name) = (account.id(), account.name.clone());
+        account.regenerate(slot, at);
+        let held: Vec<_> = self
+            .vaults
+            .values()
+            .flat_map(|vault| {
+                vault
+                    .secrets
+                    .values()
+                    .filter(|s| s.deleted.is_none())
+                    .filter_map(move |s| s.latest().map(|v| (vault, s, v)))
+            })
+            .filter(|(_, _, v)| v.value == before)
+            .map(|(vault, secret, version)| ActiveRegeneration {
+                at,
+                vault: vault.name.clone(),
+                secret: secret.name.clone(),
+                version: version.version.clone(),
+                account_id: id.clone(),
+                account: name.clone(),
+                slot: if slot == 0 { "key1" } else { "key2" }.to_string(),
+                caller: caller.to_string(),
+                operation_id: operation_id.map(str::to_string),
+            })
+            .collect();
+        self.active_regenerations.extend(held);
+        true
+    }
+
     /// Finds an account by its ARM id (case-insensitive).
     pub fn account_by_id(&mut self, id: &str) -> Option<&mut Account> {
         self.accounts.iter_mut().find(|a| a.id().eq_ignore_ascii_case(id))
@@ -143,8 +264,11 @@ impl Shared {
 
     /// Locks the world. A panic in another handler cannot leave it half-written in a way that
     /// matters to an emulator, so a poisoned lock is taken over.
+    /// Operations whose end has come are settled first.
     pub fn world(&self) -> MutexGuard<'_, World> {
-        self.world.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        let mut world = self.world.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        world.settle();
+        world
     }
 
     /// Every identity tokens can be issued for: the system-assigned one first.

@@ -1,8 +1,28 @@
-//! The Resource Manager client: one `azure_core` [`Pipeline`] with the bearer-token policy for
+//! The Resource Manager client: an `azure_core` [`Pipeline`] with the bearer-token policy for
 //! `<arm_endpoint>/.default` (token caching and refresh, retries with `Retry-After`, user agent,
-//! client request ids), and two calls on it — [`ArmClient::get`] a resource and
-//! [`ArmClient::post`] an action — answering JSON or an [`ArmError`] that says whether retrying
-//! can help.
+//! client request ids), and the calls on it — [`ArmClient::get`] a resource and
+//! [`ArmClient::post`] an idempotent action (`listKeys`) — answering JSON or an [`ArmError`]
+//! that says whether retrying can help.
+//!
+//! # Actions that must not run twice
+//! The pipeline's retry policy re-sends any request, POST included, after 408, 429, 5xx or an
+//! I/O error (`reference/rust-azure-sdk.md` §5, §7). [`ArmClient::post_once`] sends an action
+//! that is not idempotent (`regenerateKey`) through a second pipeline that shares the token
+//! policy but never retries, and says honestly what an answer that never came means: an I/O
+//! error after sending, a 408 or a 5xx are [`ArmError::Lost`] (it may or may not have run); a
+//! connection that never opened, a missing token or a 429 are [`ArmError::Transient`] (it did
+//! not run).
+//!
+//! # Long-running operations
+//! An action answered 201/202 with `Azure-AsyncOperation` or `Location` is followed by
+//! [`ArmClient::wait`] (`reference/rest-contracts.md` D.2): it polls `Azure-AsyncOperation` if
+//! given, else `Location`, with the bounded-retry pipeline (polls are GETs), waiting
+//! `Retry-After` between polls but never less than [`MIN_POLL_INTERVAL`] nor more than
+//! [`MAX_POLL_INTERVAL`] ([`DEFAULT_POLL_INTERVAL`] without one), until the operation succeeds,
+//! fails or is canceled. Throttled or failing polls are polled again; it never gives up on its
+//! own: the caller bounds it (the engine wraps every provider call in its invocation's budget).
+//! A polling URL is checked before it is called: https, and the scheme, host and port of the
+//! configured endpoint, so no answer can send keyflip's Resource Manager token elsewhere.
 //!
 //! It owns the wire: URL building, the api-version, the status and the ARM error body
 //! (`{"error":{"code","message"}}`), which it parses itself — azure_core's own parsing loses the
@@ -13,12 +33,16 @@
 //! start-up wiring.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use azure_core::credentials::TokenCredential;
 use azure_core::error::ErrorKind;
+use azure_core::http::headers::{HeaderName, Headers, RETRY_AFTER};
 use azure_core::http::policies::Policy;
 use azure_core::http::policies::auth::BearerTokenAuthorizationPolicy;
-use azure_core::http::{ClientOptions, Context, Method, Pipeline, PipelineSendOptions, RawResponse, Request};
+use azure_core::http::{
+    ClientOptions, Context, Method, Pipeline, PipelineSendOptions, RawResponse, Request, RetryOptions,
+};
 use serde_json::Value;
 use url::Url;
 
@@ -40,6 +64,15 @@ pub enum ArmError {
         status: Option<u16>,
         message: String,
     },
+    /// Only from [`ArmClient::post_once`]: the request may have reached Resource Manager, but
+    /// its answer was lost (an I/O error after sending, 408 or 5xx); the action may or may not
+    /// have run.
+    #[error("Resource Manager's answer was lost, so whether the action ran is unknown: {message}")]
+    Lost {
+        /// The HTTP status, when an answer came back.
+        status: Option<u16>,
+        message: String,
+    },
     /// Refused for good (401, 403, 400, 409, …, or an answer keyflip cannot read): an operator
     /// must act. `status` is `None` when no HTTP answer is involved (a request that could not
     /// be built or sent, e.g. a non-https endpoint).
@@ -55,11 +88,72 @@ fn status_prefix(status: Option<u16>) -> String {
     status.map(|s| format!("{s} ")).unwrap_or_default()
 }
 
+/// The shortest wait between two polls of a long-running operation, whatever `Retry-After` says.
+pub const MIN_POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// The longest wait between two polls, whatever `Retry-After` says: a budget of seconds must
+/// not sleep through an operation that ended.
+pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(10);
+/// The wait between two polls when the answer has no (readable) `Retry-After`.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(2);
+
+const AZURE_ASYNC_OPERATION: HeaderName = HeaderName::from_static("azure-asyncoperation");
+const LOCATION: HeaderName = HeaderName::from_static("location");
+
+/// What an action sent once answered. Its `Debug` never shows the body (it may hold keys).
+#[derive(Clone, PartialEq)]
+pub enum ActionAnswer {
+    /// 200/204 (or a 201/202 without a polling URL): the JSON answer, `Null` for an empty or
+    /// unreadable body (the action ran; its result must be read another way).
+    Done(Value),
+    /// 201/202 with a polling URL: a long-running operation to follow with [`ArmClient::wait`].
+    Accepted(Accepted),
+}
+
+impl std::fmt::Debug for ActionAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Done(Value::Null) => f.write_str("Done(null)"),
+            Self::Done(_) => f.write_str("Done(<body redacted>)"),
+            Self::Accepted(accepted) => f.debug_tuple("Accepted").field(accepted).finish(),
+        }
+    }
+}
+
+/// How to follow an accepted long-running operation: its headers, unchecked until
+/// [`ArmClient::wait`] checks the one it polls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub async_operation: Option<String>,
+    pub location: Option<String>,
+    /// `Retry-After` of the 202, when readable.
+    pub retry_after: Option<Duration>,
+}
+
+/// Why a long-running operation did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OperationError {
+    /// It ended `Failed` or `Canceled` (or its `Location` answered a final error): whatever it
+    /// was to change is unchanged.
+    #[error("the operation ended {status}: {code}: {message}")]
+    Ended {
+        status: String,
+        code: String,
+        message: String,
+    },
+    /// It could not be followed to its end (a polling URL keyflip refuses to call, an answer it
+    /// cannot read, a refusal of the poll itself): it may still end either way.
+    #[error("{0}")]
+    Unfollowable(String),
+}
+
 /// A Resource Manager client for one cloud.
 #[derive(Debug, Clone)]
 pub struct ArmClient {
     endpoint: Url,
+    /// Bounded retries (the `client_options` given): reads, idempotent actions, polls.
     pipeline: Pipeline,
+    /// The same policies without retries: actions that must be sent once.
+    once: Pipeline,
 }
 
 impl ArmClient {
@@ -73,17 +167,24 @@ impl ArmClient {
     ) -> Self {
         let scope = format!("{}/.default", arm_endpoint.as_str().trim_end_matches('/'));
         let auth: Arc<dyn Policy> = Arc::new(BearerTokenAuthorizationPolicy::new(credential, [scope]));
-        let pipeline = Pipeline::new(
-            Some("keyflip"),
-            Some(crate::VERSION),
-            client_options,
-            Vec::new(),
-            vec![auth],
-            None,
-        );
+        let build = |options: ClientOptions| {
+            Pipeline::new(
+                Some("keyflip"),
+                Some(crate::VERSION),
+                options,
+                Vec::new(),
+                vec![auth.clone()],
+                None,
+            )
+        };
+        let once = build(ClientOptions {
+            retry: RetryOptions::none(),
+            ..client_options.clone()
+        });
         Self {
             endpoint: arm_endpoint,
-            pipeline,
+            pipeline: build(client_options),
+            once,
         }
     }
 
@@ -103,8 +204,8 @@ impl ArmClient {
     /// or an accepted long-running operation (202), whose result the caller must read another
     /// way.
     ///
-    /// The pipeline retries a POST like any request (408, 429, 5xx, I/O): an action that is not
-    /// idempotent, such as `regenerateKey`, may run twice; the answer reflects the last run.
+    /// The pipeline retries a POST like any request (408, 429, 5xx, I/O): only for actions that
+    /// may run twice. Send the others with [`ArmClient::post_once`].
     pub async fn post(
         &self,
         resource: &ArmResourceId,
@@ -116,6 +217,145 @@ impl ArmClient {
             .await
     }
 
+    /// `POST <endpoint>/<resource>/<action>?api-version=…` sent exactly once (`regenerateKey`):
+    /// never retried by the pipeline, so it runs at most once. A lost answer (I/O error after
+    /// sending, 408, 5xx) is [`ArmError::Lost`]; a 201/202 with a polling URL is
+    /// [`ActionAnswer::Accepted`].
+    pub async fn post_once(
+        &self,
+        resource: &ArmResourceId,
+        action: &str,
+        api_version: &str,
+        body: Option<Value>,
+    ) -> Result<ActionAnswer, ArmError> {
+        let mut request = self.request(Method::Post, resource, Some(action), api_version, body)?;
+        let response = match self
+            .once
+            .send(&Context::new(), &mut request, Some(no_checks()))
+            .await
+        {
+            Ok(response) => response,
+            // The request may have been written before the connection broke.
+            Err(e) if matches!(e.kind(), ErrorKind::Io) => {
+                return Err(ArmError::Lost {
+                    status: None,
+                    message: error_chain(&e),
+                });
+            }
+            Err(e) => return Err(classify_sdk_error(&e)),
+        };
+        let status = u16::from(response.status());
+        let accepted = Accepted {
+            async_operation: header(response.headers(), &AZURE_ASYNC_OPERATION),
+            location: header(response.headers(), &LOCATION),
+            retry_after: retry_after(response.headers()),
+        };
+        if matches!(status, 201 | 202) && (accepted.async_operation.is_some() || accepted.location.is_some())
+        {
+            return Ok(ActionAnswer::Accepted(accepted));
+        }
+        match read_answer(&response) {
+            Ok(value) => Ok(ActionAnswer::Done(value)),
+            // It ran; an unreadable body only means its result must be read another way.
+            Err(_) if (200..300).contains(&status) => Ok(ActionAnswer::Done(Value::Null)),
+            Err(ArmError::Transient {
+                status: Some(status),
+                message,
+            }) if status != 429 => Err(ArmError::Lost {
+                status: Some(status),
+                message,
+            }),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Follows an accepted long-running operation until it succeeds (`Ok`), ends otherwise
+    /// ([`OperationError::Ended`]) or cannot be followed ([`OperationError::Unfollowable`]).
+    /// It polls for as long as it takes; bound it with a timeout.
+    pub async fn wait(&self, accepted: &Accepted) -> Result<(), OperationError> {
+        let (url, by_status) = match (&accepted.async_operation, &accepted.location) {
+            (Some(url), _) => (self.poll_url(url, "Azure-AsyncOperation")?, true),
+            (None, Some(url)) => (self.poll_url(url, "Location")?, false),
+            (None, None) => {
+                return Err(OperationError::Unfollowable(
+                    "Resource Manager accepted the operation without a URL to follow it".into(),
+                ));
+            }
+        };
+        let shown = format!(
+            "{}{}",
+            url.host_str().unwrap_or_default(),
+            truncate(url.path(), 200)
+        );
+        let mut wait = poll_interval(accepted.retry_after);
+        loop {
+            tokio::time::sleep(wait).await;
+            let mut request = Request::new(url.clone(), Method::Get);
+            request.insert_header("accept", "application/json");
+            let response = match self
+                .pipeline
+                .send(&Context::new(), &mut request, Some(no_checks()))
+                .await
+            {
+                Ok(response) => response,
+                Err(e) => match classify_sdk_error(&e) {
+                    // The pipeline's own retries are spent; poll again at the next interval.
+                    ArmError::Transient { .. } => {
+                        wait = DEFAULT_POLL_INTERVAL;
+                        continue;
+                    }
+                    other => {
+                        return Err(OperationError::Unfollowable(format!(
+                            "polling {shown} failed: {other}"
+                        )));
+                    }
+                },
+            };
+            wait = poll_interval(retry_after(response.headers()));
+            let status = u16::from(response.status());
+            if matches!(status, 408 | 429 | 500..=599) {
+                continue;
+            }
+            let ended = if by_status {
+                status_poll(&response, &shown)?
+            } else {
+                location_poll(&response, &shown)?
+            };
+            if ended {
+                return Ok(());
+            }
+        }
+    }
+
+    /// A polling URL an answer gave, if keyflip may send its token there: https, and the
+    /// scheme, host and port of the configured endpoint.
+    fn poll_url(&self, raw: &str, header: &str) -> Result<Url, OperationError> {
+        let refuse = |why: String| {
+            OperationError::Unfollowable(format!(
+                "Resource Manager answered with a {header} URL {why}; keyflip follows only https URLs on {}, so it did not call it (its Resource Manager token goes nowhere else)",
+                self.endpoint.origin().ascii_serialization()
+            ))
+        };
+        let url = Url::parse(raw.trim()).map_err(|e| refuse(format!("that is not an absolute URL ({e})")))?;
+        if url.scheme() != "https" {
+            return Err(refuse(format!("with scheme '{}'", truncate(url.scheme(), 20))));
+        }
+        let same_host = url
+            .host_str()
+            .zip(self.endpoint.host_str())
+            .is_some_and(|(a, b)| a.eq_ignore_ascii_case(b));
+        if !same_host || url.port_or_known_default() != self.endpoint.port_or_known_default() {
+            return Err(refuse(format!(
+                "on host '{}'",
+                truncate(&url.host_str().map(one_line).unwrap_or_default(), 100)
+            )));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(refuse("holding credentials".into()));
+        }
+        Ok(url)
+    }
+
     async fn send(
         &self,
         method: Method,
@@ -124,6 +364,25 @@ impl ArmClient {
         api_version: &str,
         body: Option<Value>,
     ) -> Result<Value, ArmError> {
+        let mut request = self.request(method, resource, action, api_version, body)?;
+        // Statuses are classified here, from the body itself: azure_core's own check loses the
+        // error code when the message holds a JSON escape.
+        let response = self
+            .pipeline
+            .send(&Context::new(), &mut request, Some(no_checks()))
+            .await
+            .map_err(|e| classify_sdk_error(&e))?;
+        read_answer(&response)
+    }
+
+    fn request(
+        &self,
+        method: Method,
+        resource: &ArmResourceId,
+        action: Option<&str>,
+        api_version: &str,
+        body: Option<Value>,
+    ) -> Result<Request, ArmError> {
         let url = self.url(resource, action, api_version)?;
         let mut request = Request::new(url, method);
         request.insert_header("accept", "application/json");
@@ -136,18 +395,7 @@ impl ArmClient {
             request.insert_header("content-type", "application/json");
             request.set_body(bytes);
         }
-        // Statuses are classified here, from the body itself: azure_core's own check loses the
-        // error code when the message holds a JSON escape.
-        let options = PipelineSendOptions {
-            skip_checks: true,
-            ..Default::default()
-        };
-        let response = self
-            .pipeline
-            .send(&Context::new(), &mut request, Some(options))
-            .await
-            .map_err(|e| classify_sdk_error(&e))?;
-        read_answer(&response)
+        Ok(request)
     }
 
     /// The URL of `resource` (and `action`), built from its parsed segments and checked after
@@ -170,6 +418,101 @@ impl ArmClient {
                 ),
             }
         })
+    }
+}
+
+/// Send options that leave every status to this module.
+fn no_checks() -> PipelineSendOptions {
+    PipelineSendOptions {
+        skip_checks: true,
+        ..Default::default()
+    }
+}
+
+fn header(headers: &Headers, name: &HeaderName) -> Option<String> {
+    headers
+        .get_optional_str(name)
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+}
+
+/// `Retry-After` in seconds (ARM sends seconds; an HTTP date is ignored).
+fn retry_after(headers: &Headers) -> Option<Duration> {
+    header(headers, &RETRY_AFTER)?
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+/// The wait before the next poll: `Retry-After` within the bounds.
+fn poll_interval(retry_after: Option<Duration>) -> Duration {
+    retry_after
+        .unwrap_or(DEFAULT_POLL_INTERVAL)
+        .clamp(MIN_POLL_INTERVAL, MAX_POLL_INTERVAL)
+}
+
+/// One answer of the `Azure-AsyncOperation` URL (not 408/429/5xx): `true` once `Succeeded`.
+fn status_poll(response: &RawResponse, shown: &str) -> Result<bool, OperationError> {
+    let status = u16::from(response.status());
+    if !(200..300).contains(&status) {
+        let (code, message) = error_body(status, response.body());
+        return Err(OperationError::Unfollowable(format!(
+            "polling {shown} was refused ({status} {code}: {message})"
+        )));
+    }
+    let body: Option<Value> = serde_json::from_slice(response.body()).ok();
+    let Some(state) = body
+        .as_ref()
+        .and_then(|b| b.get("status"))
+        .and_then(Value::as_str)
+    else {
+        return Err(OperationError::Unfollowable(format!(
+            "polling {shown} answered {status} without an operation status"
+        )));
+    };
+    if state.eq_ignore_ascii_case("Succeeded") {
+        return Ok(true);
+    }
+    if state.eq_ignore_ascii_case("Failed") || state.eq_ignore_ascii_case("Canceled") {
+        let error = body.as_ref().and_then(|b| b.get("error"));
+        let field = |name: &str| {
+            error
+                .and_then(|e| e.get(name))
+                .and_then(Value::as_str)
+                .map(|s| truncate(&one_line(s), 300))
+                .unwrap_or_default()
+        };
+        return Err(OperationError::Ended {
+            status: truncate(&one_line(state), 20),
+            code: field("code"),
+            message: field("message"),
+        });
+    }
+    Ok(false)
+}
+
+/// One answer of the `Location` URL (not 408/429/5xx): `false` while 202, `true` on another 2xx
+/// (its body is not read), an error otherwise.
+fn location_poll(response: &RawResponse, shown: &str) -> Result<bool, OperationError> {
+    let status = u16::from(response.status());
+    match status {
+        202 => Ok(false),
+        200..=299 => Ok(true),
+        401 | 403 | 404 => {
+            let (code, message) = error_body(status, response.body());
+            Err(OperationError::Unfollowable(format!(
+                "polling {shown} was refused ({status} {code}: {message})"
+            )))
+        }
+        _ => {
+            let (code, message) = error_body(status, response.body());
+            Err(OperationError::Ended {
+                status: format!("Failed ({status})"),
+                code,
+                message,
+            })
+        }
     }
 }
 
@@ -674,6 +1017,286 @@ mod tests {
         // An action that is not one segment is refused rather than reinterpreted.
         assert!(arm.url(&id, Some("../../x"), API).is_err());
         assert!(arm.url(&id, Some(".."), API).is_err());
+    }
+
+    #[test]
+    fn poll_intervals_follow_retry_after_within_bounds() {
+        let secs = Duration::from_secs;
+        assert_eq!(poll_interval(None), DEFAULT_POLL_INTERVAL);
+        assert_eq!(poll_interval(Some(secs(0))), MIN_POLL_INTERVAL);
+        assert_eq!(poll_interval(Some(secs(4))), secs(4));
+        assert_eq!(poll_interval(Some(secs(3600))), MAX_POLL_INTERVAL);
+        let mut headers = Headers::new();
+        headers.insert(RETRY_AFTER, "7");
+        assert_eq!(retry_after(&headers), Some(secs(7)));
+        headers.insert(RETRY_AFTER, "Wed, 21 Oct 2026 07:28:00 GMT");
+        assert_eq!(retry_after(&headers), None);
+    }
+
+    #[test]
+    fn only_https_urls_on_the_endpoints_host_are_polled() {
+        let arm = ArmClient::new(
+            "https://management.azure.com".parse().unwrap(),
+            Arc::new(NoCredential),
+            ClientOptions::default(),
+        );
+        let ok = "https://Management.Azure.com/subscriptions/s/providers/P/locations/l/operationStatuses/1?api-version=1";
+        assert_eq!(
+            arm.poll_url(ok, "Azure-AsyncOperation").unwrap().host_str(),
+            Some("management.azure.com")
+        );
+        assert!(
+            arm.poll_url("https://management.azure.com:443/x", "Location")
+                .is_ok()
+        );
+        for bad in [
+            "http://management.azure.com/x",
+            "https://management.azure.com.attacker.net/x",
+            "https://attacker.net/x",
+            "https://management.azure.com:8443/x",
+            "https://user:pass@management.azure.com/x",
+            "/subscriptions/s/providers/P/locations/l/operationResults/1",
+            "",
+        ] {
+            let error = arm.poll_url(bad, "Location").unwrap_err();
+            let OperationError::Unfollowable(message) = &error else {
+                panic!("{bad}: {error:?}");
+            };
+            assert!(
+                message.contains("https://management.azure.com") && message.contains("did not call"),
+                "{message}"
+            );
+        }
+    }
+
+    /// A transport that answers from a script, in order, and notes what it was sent.
+    #[derive(Debug, Default)]
+    struct Scripted {
+        answers: std::sync::Mutex<std::collections::VecDeque<ScriptedAnswer>>,
+        seen: std::sync::Mutex<Vec<String>>,
+    }
+
+    impl Scripted {
+        fn new(answers: Vec<ScriptedAnswer>) -> Arc<Self> {
+            Arc::new(Self {
+                answers: std::sync::Mutex::new(answers.into()),
+                seen: Default::default(),
+            })
+        }
+
+        fn client(self: &Arc<Self>) -> ArmClient {
+            let options = ClientOptions {
+                transport: Some(azure_core::http::Transport::new(self.clone())),
+                retry: azure_core::http::RetryOptions::exponential(
+                    azure_core::http::ExponentialRetryOptions {
+                        max_retries: 2,
+                        initial_delay: azure_core::time::Duration::milliseconds(10),
+                        ..Default::default()
+                    },
+                ),
+                ..Default::default()
+            };
+            ArmClient::new(
+                "https://management.azure.com".parse().unwrap(),
+                Arc::new(StaticCredential),
+                options,
+            )
+        }
+
+        fn seen(&self) -> Vec<String> {
+            self.seen.lock().unwrap().clone()
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl azure_core::http::HttpClient for Scripted {
+        async fn execute_request(
+            &self,
+            request: &azure_core::http::Request,
+        ) -> azure_core::Result<azure_core::http::AsyncRawResponse> {
+            self.seen
+                .lock()
+                .unwrap()
+                .push(format!("{} {}", request.method(), request.url().path()));
+            let next = self.answers.lock().unwrap().pop_front();
+            let (status, headers, body) = next.unwrap_or(Ok((500, vec![], "")))?;
+            let mut map = Headers::new();
+            for (name, value) in headers {
+                map.insert(name, value);
+            }
+            Ok(azure_core::http::AsyncRawResponse::from_bytes(
+                azure_core::http::StatusCode::from(status),
+                map,
+                body.as_bytes().to_vec(),
+            ))
+        }
+    }
+
+    fn io_error(kind: ErrorKind) -> azure_core::Error {
+        azure_core::Error::with_message(kind, "connection reset")
+    }
+
+    type ScriptedAnswer = azure_core::Result<(u16, Vec<(&'static str, &'static str)>, &'static str)>;
+
+    /// `regenerateKey` sent once against a transport answering `answer`.
+    async fn once(answer: ScriptedAnswer) -> Result<ActionAnswer, ArmError> {
+        let script = Scripted::new(vec![answer]);
+        let result = script
+            .client()
+            .post_once(&acct(), "regenerateKey", API, Some(json!({"keyName": "Key1"})))
+            .await;
+        assert_eq!(script.seen().len(), 1, "sent once: {:?}", script.seen());
+        result
+    }
+
+    #[tokio::test]
+    async fn an_action_sent_once_says_whether_it_may_have_run() {
+        for (answer, lost) in [
+            (Err(io_error(ErrorKind::Io)), true),
+            (Ok((500, vec![], "")), true),
+            (Ok((503, vec![("retry-after", "1")], "")), true),
+            (Ok((408, vec![], "")), true),
+            (Err(io_error(ErrorKind::Connection)), false),
+            (Ok((429, vec![("retry-after", "1")], "")), false),
+        ] {
+            let error = once(answer).await.unwrap_err();
+            assert_eq!(matches!(error, ArmError::Lost { .. }), lost, "{error:?}");
+            if !lost {
+                assert!(matches!(error, ArmError::Transient { .. }), "{error:?}");
+            }
+        }
+        let refused = once(Ok((
+            409,
+            vec![],
+            r#"{"error":{"code":"Conflict","message":"busy"}}"#,
+        )))
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(
+                refused,
+                ArmError::Permanent {
+                    status: Some(409),
+                    ..
+                }
+            ),
+            "{refused:?}"
+        );
+        let unreadable = once(Ok((200, vec![], "{not json"))).await.unwrap();
+        assert_eq!(unreadable, ActionAnswer::Done(Value::Null));
+        let accepted = once(Ok((
+            202,
+            vec![
+                ("location", "https://management.azure.com/op"),
+                ("retry-after", "3"),
+            ],
+            "",
+        )))
+        .await
+        .unwrap();
+        assert_eq!(
+            accepted,
+            ActionAnswer::Accepted(Accepted {
+                async_operation: None,
+                location: Some("https://management.azure.com/op".into()),
+                retry_after: Some(Duration::from_secs(3)),
+            })
+        );
+        let bare = once(Ok((202, vec![], ""))).await.unwrap();
+        assert_eq!(bare, ActionAnswer::Done(Value::Null));
+        let keys = once(Ok((200, vec![], r#"{"key1":"leaked-key-value","key2":"b"}"#)))
+            .await
+            .unwrap();
+        assert_eq!(
+            keys,
+            ActionAnswer::Done(json!({"key1": "leaked-key-value", "key2": "b"}))
+        );
+        assert!(!format!("{keys:?}").contains("leaked-key-value"));
+    }
+
+    #[tokio::test]
+    async fn a_location_is_polled_until_it_stops_answering_202() {
+        let script = Scripted::new(vec![
+            Ok((202, vec![("location", "https://management.azure.com/op/1")], "")),
+            Ok((202, vec![("retry-after", "0")], "")),
+            Ok((200, vec![], r#"{"key1":"a","key2":"b"}"#)),
+        ]);
+        let arm = script.client();
+        let ActionAnswer::Accepted(accepted) =
+            arm.post_once(&acct(), "regenerateKey", API, None).await.unwrap()
+        else {
+            panic!("expected Accepted");
+        };
+        let started = Instant::now();
+        arm.wait(&Accepted {
+            retry_after: Some(Duration::ZERO),
+            ..accepted
+        })
+        .await
+        .unwrap();
+        assert!(started.elapsed() >= 2 * MIN_POLL_INTERVAL);
+        assert_eq!(script.seen()[1..], ["GET /op/1", "GET /op/1"]);
+    }
+
+    #[tokio::test]
+    async fn a_final_location_error_ends_the_operation_and_a_refused_poll_is_unfollowable() {
+        let location = Accepted {
+            async_operation: None,
+            location: Some("https://management.azure.com/op/1".into()),
+            retry_after: Some(Duration::ZERO),
+        };
+        let script = Scripted::new(vec![Ok((
+            400,
+            vec![],
+            r#"{"error":{"code":"KeyRegenerationFailed","message":"no"}}"#,
+        ))]);
+        let error = script.client().wait(&location).await.unwrap_err();
+        assert!(
+            matches!(&error, OperationError::Ended { code, .. } if code == "KeyRegenerationFailed"),
+            "{error:?}"
+        );
+        let script = Scripted::new(vec![Ok((
+            403,
+            vec![],
+            r#"{"error":{"code":"AuthorizationFailed","message":"no"}}"#,
+        ))]);
+        let error = script.client().wait(&location).await.unwrap_err();
+        assert!(
+            matches!(&error, OperationError::Unfollowable(m) if m.contains("403")),
+            "{error:?}"
+        );
+        let status = Accepted {
+            async_operation: Some("https://management.azure.com/op/1".into()),
+            ..location
+        };
+        let script = Scripted::new(vec![Ok((200, vec![], r#"{"status":"Canceled"}"#))]);
+        let error = script.client().wait(&status).await.unwrap_err();
+        assert!(
+            matches!(&error, OperationError::Ended { status, .. } if status == "Canceled"),
+            "{error:?}"
+        );
+        let script = Scripted::new(vec![Ok((200, vec![], "{}"))]);
+        assert!(matches!(
+            script.client().wait(&status).await,
+            Err(OperationError::Unfollowable(_))
+        ));
+    }
+
+    #[derive(Debug)]
+    struct StaticCredential;
+
+    #[async_trait::async_trait]
+    impl TokenCredential for StaticCredential {
+        async fn get_token(
+            &self,
+            _: &[&str],
+            _: Option<azure_core::credentials::TokenRequestOptions<'_>>,
+        ) -> azure_core::Result<azure_core::credentials::AccessToken> {
+            Ok(azure_core::credentials::AccessToken::new(
+                "token",
+                azure_core::time::OffsetDateTime::now_utc() + std::time::Duration::from_secs(3600),
+            ))
+        }
     }
 
     #[derive(Debug)]

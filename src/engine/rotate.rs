@@ -80,7 +80,7 @@ fn provider_failure(error: ProviderError, doing: &str) -> Finish {
             FailReason::Misconfigured,
             format!("{doing}: {m}; check the secret's ProviderAddress tag"),
         ),
-        ProviderError::Transient(m) => failed(
+        ProviderError::Transient(m) | ProviderError::Uncertain(m) => failed(
             FailReason::Transient,
             format!("{doing}: {m}; a retry will resume"),
         ),

@@ -3,6 +3,12 @@
 //! through Resource Manager (`listKeys`, `regenerateKey`, api-version 2025-06-01), and the
 //! data-plane check of a key per kind (`reference/key-verification.md` §3.1).
 //!
+//! `regenerateKey` is sent once ([`ArmClient::post_once`]); a 202 is followed to its end
+//! ([`ArmClient::wait`]) and the keys are then read with `listKeys`. A regeneration whose
+//! outcome is unknown (its answer lost, its operation not followed to the end) is
+//! [`ProviderError::Uncertain`]; one that ended `Failed`/`Canceled` left the key as it was and
+//! is `Transient`.
+//!
 //! A check exists only where one is documented and trustworthy: `OpenAI` and `AIServices` list
 //! models with `api-key`; `FormRecognizer`, `ContentSafety`, `TextAnalytics` and
 //! `ComputerVision` make their cheapest authenticated read on the account's custom-subdomain
@@ -21,7 +27,9 @@ use serde_json::{Value, json};
 use url::Url;
 
 use super::{KeyCheck, KeyPair, KeyProvider, ProviderError, ResourceInfo, Verification};
-use crate::azure::arm::{ArmClient, ArmError, error_body, error_chain, one_line, truncate};
+use crate::azure::arm::{
+    ActionAnswer, ArmClient, ArmError, OperationError, error_body, error_chain, one_line, truncate,
+};
 use crate::azure::urls::with_segments;
 use crate::domain::{ApiKey, ArmResourceId, Slot};
 
@@ -196,6 +204,9 @@ fn provider_error(doing: &str, resource: &ArmResourceId, error: ArmError) -> Pro
             ProviderError::NotFound(format!("{doing} {resource}: {error} (check tag ProviderAddress)"))
         }
         ArmError::Transient { .. } => ProviderError::Transient(format!("{doing} {resource}: {error}")),
+        ArmError::Lost { .. } => ProviderError::Uncertain(format!(
+            "{doing} {resource}: {error}; the regeneration may or may not have taken effect"
+        )),
         ArmError::Permanent { status, message, .. }
             if *status == Some(400) && message.to_ascii_lowercase().contains("disablelocalauth") =>
         {
@@ -276,15 +287,36 @@ impl KeyProvider for CognitiveServices {
         let body = json!({ "keyName": key_name(slot) });
         let answer = self
             .arm
-            .post(resource, "regenerateKey", API_VERSION, Some(body))
+            .post_once(resource, "regenerateKey", API_VERSION, Some(body))
             .await
             .map_err(|e| provider_error(&doing, resource, e))?;
         // The 2025-06-01 contract answers 200 with both keys; a 202 or an empty body means the
         // keys must be read afterwards.
-        match key_pair(&answer) {
-            Some(pair) => Ok(pair),
-            None => self.list_keys(resource).await,
+        match answer {
+            ActionAnswer::Done(answer) => {
+                if let Some(pair) = key_pair(&answer) {
+                    return Ok(pair);
+                }
+            }
+            ActionAnswer::Accepted(accepted) => {
+                self.arm.wait(&accepted).await.map_err(|e| match e {
+                    OperationError::Ended { .. } => ProviderError::Transient(format!(
+                        "{doing} {resource}: the regeneration failed ({e}); the key is unchanged, and retrying is safe"
+                    )),
+                    OperationError::Unfollowable(m) => ProviderError::Uncertain(format!(
+                        "{doing} {resource}: the regeneration was accepted but could not be followed to its end ({m}); it may or may not take effect"
+                    )),
+                })?;
+            }
         }
+        // The slot changed (or may have): a listKeys that fails for now leaves the new key
+        // unknown, which only a later read can settle.
+        self.list_keys(resource).await.map_err(|e| match e {
+            ProviderError::Transient(m) => ProviderError::Uncertain(format!(
+                "{m}; the regeneration ran, so the new key is read again later"
+            )),
+            other => other,
+        })
     }
 
     async fn verify(&self, info: &ResourceInfo, key: &ApiKey) -> Verification {
@@ -551,23 +583,180 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn a_lost_regenerate_answer_is_retried_and_the_final_keys_win() {
-        let (azure, provider, id) = with_account("aoai", "OpenAI", json!({"next_keys": NEXT})).await;
-        // The first regeneration runs but its answer is lost (500): the pipeline sends it again.
+    /// The statuses of the `regenerateKey` calls the emulator received.
+    async fn regenerate_statuses(azure: &TestAzure) -> Vec<u16> {
         azure
-            .fault(json!({"operation": "Accounts_RegenerateKey", "status": 500, "phase": "after"}))
-            .await;
-        let keys = provider.regenerate(&id, Slot::First).await.unwrap();
-        assert_eq!(keys.first.expose(), NEXT[1]);
-        assert_eq!(current(&azure, "aoai", "key1").await, NEXT[1]);
-        let statuses: Vec<u16> = azure
             .calls("Accounts_RegenerateKey")
             .await
             .iter()
             .map(|c| c.status)
-            .collect();
-        assert_eq!(statuses, [500, 200]);
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_500_on_regenerate_is_sent_once_and_is_uncertain() {
+        // Arrange: Resource Manager fails the call before running it
+        let (azure, provider, id) = with_account("aoai", "OpenAI", json!({"next_keys": NEXT})).await;
+        azure
+            .fault(json!({"operation": "Accounts_RegenerateKey", "status": 500, "count": 3}))
+            .await;
+
+        // Act
+        let error = provider.regenerate(&id, Slot::First).await.unwrap_err();
+
+        // Assert: not retried by the pipeline; keyflip cannot know it did not run
+        assert!(
+            matches!(&error, ProviderError::Uncertain(m) if m.contains("may or may not") && m.contains("500")),
+            "{error:?}"
+        );
+        assert_eq!(regenerate_statuses(&azure).await, [500]);
+        assert_eq!(current(&azure, "aoai", "key1").await, "aoai-key1-value");
+    }
+
+    #[tokio::test]
+    async fn a_lost_regenerate_answer_is_uncertain_and_the_key_did_change() {
+        // Arrange: the regeneration runs, then its answer is replaced by a 500
+        let (azure, provider, id) = with_account("aoai", "OpenAI", json!({"next_keys": NEXT})).await;
+        azure
+            .fault(json!({"operation": "Accounts_RegenerateKey", "status": 500, "phase": "after"}))
+            .await;
+
+        // Act
+        let error = provider.regenerate(&id, Slot::First).await.unwrap_err();
+
+        // Assert: sent once, so regenerated once
+        assert!(matches!(&error, ProviderError::Uncertain(_)), "{error:?}");
+        assert_eq!(regenerate_statuses(&azure).await, [500]);
+        assert_eq!(current(&azure, "aoai", "key1").await, NEXT[0]);
+        assert_eq!(
+            azure.control.account("aoai").await.unwrap()["regenerations"],
+            json!([1, 0])
+        );
+        assert!(!format!("{error} {error:?}").contains(NEXT[0]));
+    }
+
+    #[tokio::test]
+    async fn a_throttled_or_refused_regenerate_did_not_run_and_is_not_uncertain() {
+        let (azure, provider, id) = with_account("aoai", "OpenAI", json!({})).await;
+        azure
+            .fault(json!({"operation": "Accounts_RegenerateKey", "status": 429, "retry_after_seconds": 1}))
+            .await;
+        let throttled = provider.regenerate(&id, Slot::First).await.unwrap_err();
+        assert!(
+            matches!(&throttled, ProviderError::Transient(m) if m.contains("429")),
+            "{throttled:?}"
+        );
+        azure
+            .fault(json!({"operation": "Accounts_RegenerateKey", "status": 409, "code": "Conflict"}))
+            .await;
+        let refused = provider.regenerate(&id, Slot::First).await.unwrap_err();
+        assert!(
+            matches!(&refused, ProviderError::Permanent(m) if m.contains("Conflict")),
+            "{refused:?}"
+        );
+        assert_eq!(regenerate_statuses(&azure).await, [429, 409]);
+        assert_eq!(current(&azure, "aoai", "key1").await, "aoai-key1-value");
+    }
+
+    /// `long_running` settings of an account: ends after `seconds`, polled every second.
+    fn long_running(seconds: i64, outcome: &str) -> Value {
+        json!({"complete_after_seconds": seconds, "retry_after_seconds": 1, "outcome": outcome})
+    }
+
+    #[tokio::test]
+    async fn a_long_running_regeneration_is_followed_until_it_ends_on_the_emulators_clock() {
+        // Arrange: the regeneration takes 30 s of the emulator's (frozen) clock
+        let (azure, provider, id) = with_account(
+            "aoai",
+            "OpenAI",
+            json!({"next_keys": NEXT, "long_running": long_running(30, "Succeeded")}),
+        )
+        .await;
+        azure.control.freeze_clock(true).await.unwrap();
+
+        // Act: start it, and once keyflip has seen it running, move the clock past its end
+        let regenerating = tokio::spawn({
+            let provider = provider.clone();
+            let id = id.clone();
+            async move { provider.regenerate(&id, Slot::Second).await }
+        });
+        while azure.calls("OperationStatuses_Get").await.is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(current(&azure, "aoai", "key2").await, "aoai-key2-value");
+        azure.control.advance_clock(30).await.unwrap();
+        let keys = regenerating.await.unwrap().unwrap();
+
+        // Assert: the new key came from listKeys after the operation succeeded
+        assert_eq!(keys.second.expose(), NEXT[0]);
+        assert_eq!(keys.first.expose(), "aoai-key1-value");
+        assert_eq!(regenerate_statuses(&azure).await, [202]);
+        let polls = azure.calls("OperationStatuses_Get").await;
+        assert!(
+            polls.len() >= 2 && polls.iter().all(|c| c.status == 200),
+            "{polls:?}"
+        );
+        assert!(
+            azure.calls("OperationResults_Get").await.is_empty(),
+            "Azure-AsyncOperation is preferred"
+        );
+        let list = azure.calls("Accounts_ListKeys").await;
+        assert_eq!(list.len(), 1);
+        assert!(list[0].seq > polls.last().unwrap().seq);
+    }
+
+    #[tokio::test]
+    async fn a_failed_long_running_regeneration_says_the_key_is_unchanged() {
+        let (azure, provider, id) = with_account(
+            "aoai",
+            "OpenAI",
+            json!({"next_keys": NEXT, "long_running": long_running(0, "Failed")}),
+        )
+        .await;
+        let error = provider.regenerate(&id, Slot::Second).await.unwrap_err();
+        let ProviderError::Transient(message) = &error else {
+            panic!("expected Transient, got {error:?}");
+        };
+        assert!(
+            message.contains("the regeneration failed")
+                && message.contains("KeyRegenerationFailed")
+                && message.contains("the key is unchanged")
+                && message.contains("retrying is safe"),
+            "{message}"
+        );
+        assert_eq!(current(&azure, "aoai", "key2").await, "aoai-key2-value");
+        assert_eq!(regenerate_statuses(&azure).await, [202]);
+        assert!(azure.calls("Accounts_ListKeys").await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_polling_url_on_another_host_or_over_http_is_never_called() {
+        for base in ["https://attacker.example.net", "http://management.azure.com"] {
+            // Arrange: a resource provider whose 202 points elsewhere
+            let (azure, provider, id) = with_account(
+                "aoai",
+                "OpenAI",
+                json!({"long_running": {"complete_after_seconds": 0, "poll_base": base}}),
+            )
+            .await;
+
+            // Act
+            let error = provider.regenerate(&id, Slot::Second).await.unwrap_err();
+
+            // Assert: refused before any poll; the regeneration may still happen
+            let ProviderError::Uncertain(message) = &error else {
+                panic!("{base}: expected Uncertain, got {error:?}");
+            };
+            assert!(
+                message.contains("Azure-AsyncOperation")
+                    && message.contains("did not call")
+                    && message.contains("https://management.azure.com"),
+                "{message}"
+            );
+            assert!(azure.calls("OperationStatuses_Get").await.is_empty());
+            assert!(azure.calls("OperationResults_Get").await.is_empty());
+            assert_eq!(regenerate_statuses(&azure).await, [202]);
+        }
     }
 
     /// Resource Manager answering `regenerateKey` with 202 and no body (the 2025-06-01 example's

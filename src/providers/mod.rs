@@ -79,6 +79,12 @@ pub enum ProviderError {
     /// Refused for good (forbidden, keys disabled, bad request): an operator must act.
     #[error("{0}")]
     Permanent(String),
+    /// Only from [`KeyProvider::regenerate`]: the regeneration may or may not have taken effect
+    /// (its answer was lost: an I/O error after sending, a 5xx or 408, or a long-running
+    /// operation that could not be followed to its end). The slot's key must be read again
+    /// before it is trusted either way.
+    #[error("{0}")]
+    Uncertain(String),
 }
 
 /// One dual-key resource type.
@@ -99,7 +105,10 @@ pub trait KeyProvider: Send + Sync + std::fmt::Debug {
     /// Both current keys.
     async fn list_keys(&self, resource: &ArmResourceId) -> Result<KeyPair, ProviderError>;
 
-    /// Regenerates one slot; returns both keys after the change.
+    /// Regenerates one slot, sending the request once (never retried: a retry would regenerate
+    /// again), and follows a long-running operation to its end; returns both keys after the
+    /// change. A failure that leaves the slot unchanged is `Transient`/`Permanent`/`NotFound`;
+    /// one that may have changed it is `Uncertain`.
     async fn regenerate(&self, resource: &ArmResourceId, slot: Slot) -> Result<KeyPair, ProviderError>;
 
     /// Runs `info.check` once with `key` (the engine retries within its budget).

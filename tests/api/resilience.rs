@@ -1,7 +1,8 @@
 //! What keyflip does when Azure is slow, flaky or loses answers: a new key that is not valid
 //! yet (pending, resumed without regenerating), one that never becomes valid (the pending
-//! timeout), retried throttling and server errors, a failed write after the regenerate, a lost
-//! answer, and a budget that runs out.
+//! timeout), retried throttling and server errors, a regenerate that is never resent, a failed
+//! write after the regenerate, a lost answer, a long-running (202) regeneration, and a budget
+//! that runs out.
 
 use emulator::faults::{FaultRule, LatencyRule, Phase};
 use serde_json::json;
@@ -164,30 +165,45 @@ async fn a_key_that_never_works_times_out_loudly_and_the_next_rotation_regenerat
 }
 
 #[tokio::test]
-async fn an_arm_500_on_regenerate_is_retried_by_the_pipeline_and_the_rotation_succeeds() {
+async fn an_arm_500_on_regenerate_is_not_resent_and_a_redelivery_rotates() {
     // Arrange
     let app = spawn_app().await;
     app.seed_account("aoai-arm500", "OpenAI").await;
     app.seed_secret(SecretSpec::new("arm500", "aoai-arm500")).await;
+    let original = app.latest("arm500").await;
     app.control
         .fault(&fault("Accounts_RegenerateKey", 500, 1))
         .await
         .unwrap();
 
     // Act
-    let answer = app.deliver_for_latest(NEAR_EXPIRY, "arm500").await;
+    let first = app.deliver_for_latest(NEAR_EXPIRY, "arm500").await;
 
-    // Assert: rotated; the faulted call did not run, its retry did
+    // Assert: regenerateKey is sent once (a resend could regenerate twice); the invocation
+    // fails transiently so that Event Grid redelivers; nothing was published
     assert_eq!(
-        (answer.status, answer.outcome()),
-        (200, "rotated"),
+        (first.status, first.outcome()),
+        (500, "failed:transient"),
         "{:?}",
-        answer.body
+        first.body
     );
-    assert_eq!(app.regenerations("aoai-arm500").await, [0, 1]);
+    assert!(first.message().contains("may or may not"), "{:?}", first.body);
     let calls = app.control.calls(Some("Accounts_RegenerateKey")).await.unwrap();
     let statuses: Vec<(u16, bool)> = calls.iter().map(|c| (c.status, c.faulted)).collect();
-    assert_eq!(statuses, [(500, true), (200, false)]);
+    assert_eq!(statuses, [(500, true)]);
+    assert_eq!(app.latest("arm500").await.value, original.value);
+
+    // Act: Event Grid redelivers
+    let rerun = app.deliver_for_latest(NEAR_EXPIRY, "arm500").await;
+
+    // Assert
+    assert_eq!(
+        (rerun.status, rerun.outcome()),
+        (200, "rotated"),
+        "{:?}",
+        rerun.body
+    );
+    assert_eq!(app.regenerations("aoai-arm500").await, [0, 1]);
     let latest = app.latest("arm500").await;
     assert_eq!(latest.value, app.key("aoai-arm500", "key2").await);
 }
@@ -302,23 +318,37 @@ async fn a_lost_regenerate_answer_still_converges_to_a_consistent_secret() {
         .unwrap();
 
     // Act
-    let answer = app.deliver_for_latest(NEAR_EXPIRY, "lost").await;
+    let first = app.deliver_for_latest(NEAR_EXPIRY, "lost").await;
 
-    // Assert: the pipeline's retry regenerated key2 once more and that key was published;
-    // the secret holds the slot's current key, which works, and the old key still works
+    // Assert: not resent, so regenerated once; the outcome is unknown to keyflip, which fails
+    // transiently; the published (active) key is untouched and works
     assert_eq!(
-        (answer.status, answer.outcome()),
+        (first.status, first.outcome()),
+        (500, "failed:transient"),
+        "{:?}",
+        first.body
+    );
+    assert_eq!(app.regenerations("aoai-lost").await, [0, 1]);
+    assert_eq!(app.latest("lost").await.value, original.value);
+    assert!(app.key_works("aoai-lost", &original.value).await);
+
+    // Act: Event Grid redelivers
+    let rerun = app.deliver_for_latest(NEAR_EXPIRY, "lost").await;
+
+    // Assert: the secret holds the slot's current key, which works, and the old key still works
+    assert_eq!(
+        (rerun.status, rerun.outcome()),
         (200, "rotated"),
         "{:?}",
-        answer.body
+        rerun.body
     );
-    assert_eq!(app.regenerations("aoai-lost").await, [0, 2]);
     let published = app.latest("lost").await;
     assert_eq!(published.tag("CredentialId"), Some("key2"));
     assert_eq!(published.value, app.key("aoai-lost", "key2").await);
     assert!(app.key_works("aoai-lost", &published.value).await);
     assert_eq!(app.key("aoai-lost", "key1").await, original.value);
     assert!(app.key_works("aoai-lost", &original.value).await);
+    assert_eq!(app.control.active_regenerations().await.unwrap().count, 0);
 }
 
 #[tokio::test]
@@ -461,4 +491,42 @@ async fn a_publish_whose_answer_is_lost_is_recognised_as_landed() {
     assert_eq!(answer.result()["version"].as_str(), Some(latest.version.as_str()));
     assert!(app.key_works("aoai-landed", &latest.value).await);
     assert_eq!(app.regenerations("aoai-landed").await, [0, 1]);
+}
+
+#[tokio::test]
+async fn a_long_running_regeneration_is_followed_to_its_end_and_its_key_published() {
+    // Arrange: regenerateKey answers 202; the operation ends at once on the emulator's clock
+    let app = spawn_app().await;
+    app.seed_account_with(json!({"name": "aoai-lro", "kind": "OpenAI",
+        "long_running": {"complete_after_seconds": 0, "retry_after_seconds": 1}}))
+        .await;
+    app.seed_secret(SecretSpec::new("lro", "aoai-lro")).await;
+    let original = app.latest("lro").await;
+
+    // Act
+    let answer = app.deliver_for_latest(NEAR_EXPIRY, "lro").await;
+
+    // Assert: polled to Succeeded, the new key read with listKeys, verified and published
+    assert_eq!(
+        (answer.status, answer.outcome()),
+        (200, "rotated"),
+        "{:?}",
+        answer.body
+    );
+    let calls = app.control.calls(Some("Accounts_RegenerateKey")).await.unwrap();
+    assert_eq!(calls.iter().map(|c| c.status).collect::<Vec<_>>(), [202]);
+    assert!(
+        !app.control
+            .calls(Some("OperationStatuses_Get"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let published = app.latest("lro").await;
+    assert_eq!(published.tag("CredentialId"), Some("key2"));
+    assert_eq!(published.value, app.key("aoai-lro", "key2").await);
+    assert_ne!(published.value, original.value);
+    assert!(app.key_works("aoai-lro", &published.value).await);
+    assert!(app.key_works("aoai-lro", &original.value).await);
+    assert_eq!(app.control.active_regenerations().await.unwrap().count, 0);
 }

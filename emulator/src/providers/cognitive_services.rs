@@ -2,7 +2,10 @@
 //!
 //! Resource Manager: `Accounts_Get`, `Accounts_ListKeys`, `Accounts_RegenerateKey`
 //! (`{"keyName":"Key1"|"Key2"}`, answered synchronously with both keys, as the 2025-06-01
-//! contract says). `disableLocalAuth=true` refuses both key operations with 400.
+//! contract says). `disableLocalAuth=true` refuses both key operations with 400. An account
+//! whose `long_running` setting is on answers `regenerateKey` with 202, `Azure-AsyncOperation`,
+//! `Location` and `Retry-After` instead (the variant of the 2025-06-01 example), and the slot
+//! changes only when the operation ends on the emulator's clock (see [`crate::operations`]).
 //!
 //! Data plane, on the account's custom subdomain: `GET /openai/models?api-version=…` and
 //! `GET /openai/v1/models` for the `OpenAI` and `AIServices` kinds (`<sub>.openai.azure.com`,
@@ -20,13 +23,14 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::arm::{ResourcePath, error};
+use crate::arm::{ArmCall, ResourcePath, error};
 use crate::calls::{CallStart, Service};
 use crate::error::{AzureError, json_response};
+use crate::operations::{LongRunning, Operation, OperationAction, OperationStatus};
 use crate::pipeline::Exchange;
 use crate::request::{Query, segments};
 use crate::token::wall_now;
-use crate::world::{Ctx, World, random_alphanumeric};
+use crate::world::{Ctx, World, random_alphanumeric, random_guid};
 
 /// ARM api-versions served for accounts.
 pub const ARM_API_VERSIONS: &[&str] = &[
@@ -115,6 +119,9 @@ pub struct AccountSeed {
     /// Values the next regenerations will produce, in order (random once exhausted).
     #[serde(default)]
     pub next_keys: Vec<String>,
+    /// Makes `regenerateKey` long-running (202); `null` (the default) answers it at once.
+    #[serde(default)]
+    pub long_running: Option<LongRunning>,
 }
 
 fn default_location() -> String {
@@ -151,6 +158,7 @@ pub struct Account {
     pub next_keys: VecDeque<String>,
     /// Regenerations so far, per slot.
     pub regenerations: [u32; 2],
+    pub long_running: Option<LongRunning>,
 }
 
 /// The changes `PATCH /control/accounts/{name}` accepts.
@@ -161,6 +169,9 @@ pub struct AccountPatch {
     pub key_activation_delay_seconds: Option<i64>,
     pub next_keys: Option<Vec<String>>,
     pub allowed_principals: Option<Option<Vec<String>>>,
+    /// `null` turns long-running regenerations off again.
+    #[serde(default, deserialize_with = "crate::seed::present")]
+    pub long_running: Option<Option<LongRunning>>,
 }
 
 impl Account {
@@ -191,6 +202,7 @@ impl Account {
             key_activation_delay_seconds: seed.key_activation_delay_seconds,
             next_keys: seed.next_keys.into(),
             regenerations: [0, 0],
+            long_running: seed.long_running,
         }
     }
 
@@ -206,6 +218,9 @@ impl Account {
         }
         if let Some(v) = patch.allowed_principals {
             self.allowed_principals = v;
+        }
+        if let Some(v) = patch.long_running {
+            self.long_running = v;
         }
     }
 
@@ -296,7 +311,16 @@ impl Account {
         json!({ "key1": self.key1.value, "key2": self.key2.value })
     }
 
-    /// Replaces a slot's key; the new one is accepted after the activation delay.
+    /// Slot `slot` (0 = key1, else key2).
+    pub fn key(&self, slot: usize) -> &KeySlot {
+        match slot {
+            0 => &self.key1,
+            _ => &self.key2,
+        }
+    }
+
+    /// Replaces a slot's key; the new one is accepted after the activation delay. Called
+    /// through [`World::regenerate_key`], which also counts active regenerations.
     pub fn regenerate(&mut self, slot: usize, now: i64) {
         let value = self
             .next_keys
@@ -381,12 +405,58 @@ struct RegenerateKeyParameters {
     key_name: String,
 }
 
+/// What an operation answers: a JSON body, or an accepted long-running operation.
+enum Answer {
+    Done(Value),
+    Accepted(Operation),
+}
+
 /// Runs an ARM operation on an account.
-pub fn execute(ctx: &Ctx, resource: &ResourcePath, operation: &str, body: &[u8]) -> Response {
+pub fn execute(ctx: &Ctx, resource: &ResourcePath, operation: &str, call: &ArmCall, body: &[u8]) -> Response {
     let mut world = ctx.world();
-    match run(&mut world, resource, operation, body) {
-        Ok(value) => json_response(StatusCode::OK, &value),
+    match run(&mut world, resource, operation, call, body) {
+        Ok(Answer::Done(value)) => json_response(StatusCode::OK, &value),
+        Ok(Answer::Accepted(operation)) => {
+            let response = accepted(&operation);
+            world.start_operation(operation);
+            response
+        }
         Err(e) => e.into_response(),
+    }
+}
+
+/// 202 with the polling headers and no body.
+fn accepted(operation: &Operation) -> Response {
+    (
+        StatusCode::ACCEPTED,
+        [
+            ("azure-asyncoperation", operation.status_url()),
+            (header::LOCATION.as_str(), operation.result_url()),
+            (
+                header::RETRY_AFTER.as_str(),
+                operation.retry_after_seconds.to_string(),
+            ),
+        ],
+    )
+        .into_response()
+}
+
+/// What the `Location` URL of an account's operation answers: 202 while it runs, 200 with the
+/// keys once it succeeded, 400 with its error once it failed or was canceled.
+pub fn operation_result(world: &World, operation: &Operation) -> Response {
+    if !operation.ended() {
+        return accepted(operation);
+    }
+    if let Some((code, message)) = operation.error() {
+        return error(StatusCode::BAD_REQUEST, code, message).into_response();
+    }
+    match world
+        .accounts
+        .iter()
+        .find(|a| a.id().eq_ignore_ascii_case(&operation.resource_id))
+    {
+        Some(account) => json_response(StatusCode::OK, &account.keys()),
+        None => StatusCode::NO_CONTENT.into_response(),
     }
 }
 
@@ -394,8 +464,9 @@ fn run(
     world: &mut World,
     resource: &ResourcePath,
     operation: &str,
+    call: &ArmCall,
     body: &[u8],
-) -> Result<Value, AzureError> {
+) -> Result<Answer, AzureError> {
     let now = world.now();
     let not_found = || {
         error(
@@ -411,7 +482,7 @@ fn run(
         .account_by_id(&resource.resource_id())
         .ok_or_else(not_found)?;
     match operation {
-        "Accounts_Get" => Ok(account.resource()),
+        "Accounts_Get" => Ok(Answer::Done(account.resource())),
         "Accounts_ListKeys" => {
             if account.local_auth_disabled() {
                 return Err(error(
@@ -420,7 +491,7 @@ fn run(
                     "Failed to list key. disableLocalAuth is set to be true",
                 ));
             }
-            Ok(account.keys())
+            Ok(Answer::Done(account.keys()))
         }
         "Accounts_RegenerateKey" => {
             let slot = parse_key_name(body)?;
@@ -431,8 +502,30 @@ fn run(
                     "Failed to regenerate key. disableLocalAuth is set to be true",
                 ));
             }
-            account.regenerate(slot, now);
-            Ok(account.keys())
+            let id = account.id();
+            if let Some(long_running) = account.long_running.clone() {
+                return Ok(Answer::Accepted(Operation {
+                    id: random_guid(),
+                    subscription_id: account.subscription_id.clone(),
+                    namespace: "Microsoft.CognitiveServices".into(),
+                    location: account.location.clone(),
+                    resource_id: id,
+                    action: OperationAction::RegenerateKey { slot },
+                    api_version: call.api_version.clone(),
+                    caller: call.caller.clone(),
+                    start_time: now,
+                    end_time: now + long_running.complete_after_seconds.max(0),
+                    outcome: long_running.outcome,
+                    status: OperationStatus::InProgress,
+                    retry_after_seconds: long_running.retry_after_seconds,
+                    poll_base: long_running
+                        .poll_base
+                        .unwrap_or_else(|| format!("https://{}", crate::arm::HOST)),
+                }));
+            }
+            world.regenerate_key(&id, slot, now, &call.caller, None);
+            let account = world.account_by_id(&id).ok_or_else(not_found)?;
+            Ok(Answer::Done(account.keys()))
         }
         other => Err(error(
             StatusCode::METHOD_NOT_ALLOWED,

@@ -7,7 +7,7 @@ pub mod cognitive_services;
 use axum::http::Method;
 use axum::response::Response;
 
-use crate::arm::ResourcePath;
+use crate::arm::{ArmCall, ResourcePath};
 use crate::error::AzureError;
 use crate::world::Ctx;
 
@@ -57,9 +57,29 @@ impl ArmResourceType {
     }
 
     /// Runs the operation.
-    pub fn execute(self, ctx: &Ctx, resource: &ResourcePath, operation: &str, body: &[u8]) -> Response {
+    pub fn execute(
+        self,
+        ctx: &Ctx,
+        resource: &ResourcePath,
+        operation: &str,
+        call: &ArmCall,
+        body: &[u8],
+    ) -> Response {
         match self {
-            Self::CognitiveServicesAccount => cognitive_services::execute(ctx, resource, operation, body),
+            Self::CognitiveServicesAccount => {
+                cognitive_services::execute(ctx, resource, operation, call, body)
+            }
+        }
+    }
+
+    /// What the `Location` URL of one of its long-running operations answers.
+    pub fn operation_result(
+        self,
+        world: &crate::world::World,
+        operation: &crate::operations::Operation,
+    ) -> Response {
+        match self {
+            Self::CognitiveServicesAccount => cognitive_services::operation_result(world, operation),
         }
     }
 }

@@ -9,4 +9,5 @@ mod examples;
 mod helpers;
 mod identity;
 mod keyvault;
+mod lro;
 mod smoke;
