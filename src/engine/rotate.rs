@@ -1277,6 +1277,30 @@ impl Engine {
         let answer = tokio::time::timeout(before_reserve(deadline), regenerating).await;
         let after = match answer {
             Ok(Ok(after)) => after,
+            // The answer was lost: the keys say whether it took effect (never sent again).
+            Ok(Err(ProviderError::Uncertain(why))) => {
+                let reading = plan.provider.list_keys(resource);
+                match tokio::time::timeout(before_reserve(deadline), reading).await {
+                    Ok(Ok(now)) if !now.get(plan.idle).same_as(before.get(plan.idle)) => {
+                        tracing::warn!(slot = %plan.idle_tag, "the regeneration's answer was lost, but it took effect");
+                        now
+                    }
+                    Ok(Ok(_)) => {
+                        return Err(failed(
+                            FailReason::Transient,
+                            format!(
+                                "regenerating {}: {why}; the keys read afterwards show it did not take effect, so a retry regenerates it (harmless: no consumer uses it); the published key is unchanged and stays valid",
+                                plan.idle_tag
+                            ),
+                        ));
+                    }
+                    _ => {
+                        return Err(self
+                            .mark_unfinished(request, secret, plan, before, now, &why, writes, deadline)
+                            .await);
+                    }
+                }
+            }
             Ok(Err(e)) => return Err(provider_failure(e, &format!("regenerating {}", plan.idle_tag))),
             Err(_) => {
                 let why = "the regeneration did not finish within the invocation's budget";

@@ -51,7 +51,7 @@ async fn a_misspelt_dry_run_is_refused_and_nothing_is_written() {
     assert_eq!(misspelt.status, 400, "{:?}", misspelt.body);
     let error = misspelt.body["error"].as_str().unwrap();
     assert!(error.contains("'dry_run' is not accepted"), "{error}");
-    assert!(error.contains("dryRun, force, code"), "{error}");
+    assert!(error.contains("dryRun, force, mode, code"), "{error}");
     assert_eq!((spelt.status, spelt.outcome()), (200, "planned"));
     assert!(app.writes().await.is_empty(), "{:?}", app.writes().await);
     assert_eq!(app.regenerations("aoai-typo").await, [0, 0]);
