@@ -10,3 +10,4 @@ mod helpers;
 mod identity;
 mod keyvault;
 mod smoke;
+mod storage;
