@@ -10,6 +10,7 @@ mod guards;
 mod helpers;
 mod hostile;
 mod http_surface;
+mod lease;
 mod lifecycle;
 mod resilience;
 mod secrets;
