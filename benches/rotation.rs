@@ -89,6 +89,7 @@ async fn sweep_once(
     std::fs::write(&ca, &info.ca_pem)?;
     let vars = HashMap::from([
         ("KEYFLIP_VAULTS".to_string(), VAULT.to_string()),
+        ("KEYFLIP_LEASE".to_string(), "in-process".to_string()),
         (
             "KEYFLIP_ALLOWED_SCOPES".to_string(),
             format!("/subscriptions/{SUBSCRIPTION}"),

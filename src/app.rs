@@ -14,8 +14,10 @@ use crate::azure::arm::ArmClient;
 use crate::azure::credential::{CredentialError, build_credential, select_credential};
 use crate::azure::transport::{TransportError, build_http_client, retry_options, transport};
 use crate::clock::Clock;
-use crate::config::Settings;
+use crate::config::{LeaseMode, Settings};
 use crate::engine::{Engine, EngineSettings};
+use crate::lease::Leases;
+use crate::lease::local::InProcessLeases;
 use crate::providers::Providers;
 use crate::providers::cognitive_services::CognitiveServices;
 use crate::server::surface::AllowedHosts;
@@ -32,6 +34,8 @@ pub enum StartupError {
     Credential(#[from] CredentialError),
     #[error("building the Key Vault clients failed: {0}")]
     Store(#[from] StoreError),
+    #[error("the rotation lease: {0}")]
+    Lease(String),
 }
 
 /// The shared HTTP client and the SDK client options built on it, with retries bounded so an
@@ -76,7 +80,16 @@ pub fn engine(
     clock: Arc<dyn Clock>,
 ) -> Result<Engine, StartupError> {
     let providers = providers(settings, access, credential.clone());
-    engine_with_providers(settings, engine_settings, access, credential, clock, providers)
+    let leases = leases(settings, access, credential.clone())?;
+    engine_with_providers(
+        settings,
+        engine_settings,
+        access,
+        credential,
+        clock,
+        providers,
+        leases,
+    )
 }
 
 /// The production providers: one per resource type, on the shared transport.
@@ -93,8 +106,9 @@ pub fn providers(
     Providers::new(Arc::new(CognitiveServices::new(arm, access.http.clone())))
 }
 
-/// The engine with the production store and the given providers: the one seam where tests
-/// put a provider of their own (e.g. one that fails in a way no real answer can).
+/// The engine with the production store and the given providers and leases: the one seam
+/// where tests put a provider of their own (e.g. one that fails in a way no real answer can)
+/// and hold a lease themselves.
 pub fn engine_with_providers(
     settings: &Settings,
     engine_settings: EngineSettings,
@@ -102,6 +116,7 @@ pub fn engine_with_providers(
     credential: Arc<dyn TokenCredential>,
     clock: Arc<dyn Clock>,
     providers: Providers,
+    leases: Arc<dyn Leases>,
 ) -> Result<Engine, StartupError> {
     let vaults: Vec<_> = settings
         .vaults
@@ -109,7 +124,28 @@ pub fn engine_with_providers(
         .map(|v| (v.name.clone(), v.url.clone()))
         .collect();
     let store = KeyVaultStore::new(&vaults, credential, access.client_options.clone())?;
-    Ok(Engine::new(Arc::new(store), providers, clock, engine_settings))
+    tracing::info!(lease = %leases.describe(), "rotation lease");
+    Ok(Engine::new(
+        Arc::new(store),
+        providers,
+        leases,
+        clock,
+        engine_settings,
+    ))
+}
+
+/// The rotation lease `KEYFLIP_LEASE` asks for.
+pub fn leases(
+    settings: &Settings,
+    _access: &AzureAccess,
+    _credential: Arc<dyn TokenCredential>,
+) -> Result<Arc<dyn Leases>, StartupError> {
+    match settings.lease {
+        LeaseMode::InProcess => Ok(Arc::new(InProcessLeases::default())),
+        LeaseMode::Storage => Err(StartupError::Lease(
+            "KEYFLIP_LEASE is storage (the default), but this build has no storage lease yet: set KEYFLIP_LEASE=in-process to run a single process".to_string(),
+        )),
+    }
 }
 
 /// The invocation budgets of the settings.

@@ -45,6 +45,7 @@ pub const KEYFLIP_CA_BUNDLE: &str = "KEYFLIP_CA_BUNDLE";
 pub const KEYFLIP_CONNECT_TO: &str = "KEYFLIP_CONNECT_TO";
 pub const KEYFLIP_ALLOWED_HOSTS: &str = "KEYFLIP_ALLOWED_HOSTS";
 pub const KEYFLIP_MAX_INVOCATIONS: &str = "KEYFLIP_MAX_INVOCATIONS";
+pub const KEYFLIP_LEASE: &str = "KEYFLIP_LEASE";
 pub const FUNCTIONS_CUSTOMHANDLER_PORT: &str = "FUNCTIONS_CUSTOMHANDLER_PORT";
 /// Set by App Service: the app's default host name (`myapp.azurewebsites.net`; Core Tools sets
 /// `localhost:7071`).
@@ -68,6 +69,7 @@ pub const KEYFLIP_SETTINGS: &[&str] = &[
     KEYFLIP_CONNECT_TO,
     KEYFLIP_ALLOWED_HOSTS,
     KEYFLIP_MAX_INVOCATIONS,
+    KEYFLIP_LEASE,
 ];
 
 pub const DEFAULT_SWEEP_SCHEDULE: &str = "0 0 * * * *";
@@ -75,6 +77,17 @@ pub const DEFAULT_ARM_ENDPOINT: &str = "https://management.azure.com";
 /// Default of `KEYFLIP_MAX_INVOCATIONS`.
 pub const DEFAULT_MAX_INVOCATIONS: usize = 32;
 const HOUR: u64 = 3600;
+
+/// Where the rotation lease lives (`KEYFLIP_LEASE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseMode {
+    /// A blob lease in the app's storage account (`AzureWebJobsStorage`): exact across
+    /// instances, triggers and the CLI. The default.
+    Storage,
+    /// This process's memory: exact only while a single process rotates (the demo). Used only
+    /// when asked for by name, never as a fallback.
+    InProcess,
+}
 
 /// A vault keyflip serves and where its API is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,6 +139,8 @@ pub struct Settings {
     pub max_invocations: usize,
     /// `FUNCTIONS_CUSTOMHANDLER_PORT`: the port the Functions host expects us on.
     pub port: Option<u16>,
+    /// `KEYFLIP_LEASE`: `storage` (default) or `in-process`.
+    pub lease: LeaseMode,
 }
 
 /// A setting that cannot be used. The value shown is the offending one (settings hold no
@@ -188,6 +203,21 @@ fn invalid(
         value: shorten(value),
         problem: problem.to_string(),
         expected: expected.to_string(),
+    }
+}
+
+/// `KEYFLIP_LEASE`: where the rotation lease lives.
+fn parse_lease(v: Vars<'_>) -> Result<LeaseMode, ConfigError> {
+    match v.get(KEYFLIP_LEASE) {
+        None => Ok(LeaseMode::Storage),
+        Some(mode) if mode.eq_ignore_ascii_case("storage") => Ok(LeaseMode::Storage),
+        Some(mode) if mode.eq_ignore_ascii_case("in-process") => Ok(LeaseMode::InProcess),
+        Some(other) => Err(invalid(
+            KEYFLIP_LEASE,
+            other,
+            "is not a lease mode",
+            "storage (a blob lease in AzureWebJobsStorage, the default) or in-process (one process only, e.g. the demo)",
+        )),
     }
 }
 
@@ -280,6 +310,7 @@ impl Settings {
             ))
             .unwrap_or(1);
         let port = p.check(parse_port(v)).flatten();
+        let lease = p.check(parse_lease(v)).unwrap_or(LeaseMode::Storage);
         p.finish()?;
         // Always present once no problem was found; the branch only avoids an unwrap.
         let Some(arm_endpoint) = arm_endpoint else {
@@ -304,6 +335,7 @@ impl Settings {
             website_hostname,
             max_invocations,
             port,
+            lease,
         })
     }
 
@@ -1438,6 +1470,10 @@ mod tests {
     #[test]
     fn max_invocations_is_1_to_1024() {
         assert_eq!(ok(&[]).max_invocations, DEFAULT_MAX_INVOCATIONS);
+        assert_eq!(ok(&[]).lease, LeaseMode::Storage);
+        assert_eq!(ok(&[(KEYFLIP_LEASE, "In-Process")]).lease, LeaseMode::InProcess);
+        assert_eq!(ok(&[(KEYFLIP_LEASE, "storage")]).lease, LeaseMode::Storage);
+        refuses(KEYFLIP_LEASE, &["memory", "blob", "none"]);
         assert_eq!(ok(&[(KEYFLIP_MAX_INVOCATIONS, "1")]).max_invocations, 1);
         assert_eq!(ok(&[(KEYFLIP_MAX_INVOCATIONS, "1024")]).max_invocations, 1024);
         refuses(KEYFLIP_MAX_INVOCATIONS, &["0", "1025", "lots", "-1"]);

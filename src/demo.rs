@@ -97,6 +97,7 @@ async fn drive(
         "  stand-in on {}; `keyflip serve` on 127.0.0.1:{port}, started as the Functions host starts it",
         info.address
     ));
+    say("  lease: in-process (KEYFLIP_LEASE=in-process): exact here, where a single process rotates; a deployment leases each secret in its storage account".into());
 
     let result = async {
         let before = published(control).await?;
@@ -342,6 +343,8 @@ async fn start_serve(info: &EmulatorInfo, workdir: &Path) -> Result<(Child, u16,
         .env("IDENTITY_ENDPOINT", &info.identity_endpoint)
         .env("IDENTITY_HEADER", &info.identity_header)
         .env("KEYFLIP_VAULTS", VAULT)
+        // One process rotates, so the in-process lease is exact; a deployment uses storage.
+        .env("KEYFLIP_LEASE", "in-process")
         .env("KEYFLIP_ALLOWED_SCOPES", format!("/subscriptions/{SUBSCRIPTION}"))
         .env("KEYFLIP_CA_BUNDLE", &ca_file)
         .env("KEYFLIP_CONNECT_TO", &info.connect_to)

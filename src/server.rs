@@ -1465,6 +1465,7 @@ mod tests {
             ("KEYFLIP_MANUAL_BUDGET_SECONDS", "60"),
             ("KEYFLIP_ARM_ENDPOINT", "https://management.azure.com"),
             ("KEYFLIP_MAX_INVOCATIONS", "32"),
+            ("KEYFLIP_LEASE", "storage"),
         ];
         for (name, value) in defaults {
             assert_eq!(values[name], value, "{name}");

@@ -38,11 +38,18 @@ pub fn mark_proof(version: &str, active: &ApiKey, regenerated: &ApiKey) -> Strin
         hash.update((part.len() as u64).to_be_bytes());
         hash.update(part.as_bytes());
     }
-    hash.finalize()
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    short_hex(&hash.finalize())
+}
+
+/// A short fingerprint (16 hex characters of SHA-256) of one key: `PendingFrom`, the idle
+/// slot's key before a regeneration, so a later invocation can tell whether the regeneration
+/// took effect without keeping the key. It reveals nothing usable about a long random key.
+pub fn fingerprint(key: &ApiKey) -> String {
+    short_hex(&Sha256::digest(key.expose().as_bytes()))
+}
+
+fn short_hex(digest: &[u8]) -> String {
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
 impl std::fmt::Debug for ApiKey {
@@ -83,6 +90,18 @@ mod tests {
             mark_proof("v", &ApiKey::new("ab"), &ApiKey::new("c")),
             mark_proof("v", &ApiKey::new("a"), &ApiKey::new("bc"))
         );
+    }
+
+    #[test]
+    fn a_fingerprint_is_short_stable_and_differs_between_keys() {
+        let (a, b) = (
+            ApiKey::new("old-idle-key-value"),
+            ApiKey::new("new-idle-key-value"),
+        );
+        assert_eq!(fingerprint(&a).len(), 16);
+        assert_eq!(fingerprint(&a), fingerprint(&a.clone()));
+        assert_ne!(fingerprint(&a), fingerprint(&b));
+        assert!(!fingerprint(&a).contains("idle"));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The rotation tags of a managed secret (DESIGN.md §2), the same names as Microsoft's rotation
 //! samples: `CredentialId`, `ProviderAddress`, `ValidityPeriodDays`, optional `VerifyKey`, and
-//! those keyflip writes (`RotatedBy`, `RotationTrigger`, `PreviousVersion`, `PendingSlot`,
-//! `PendingSince`). Tag names are read case-insensitively and written in this spelling; every
+//! those keyflip writes (`RotatedBy`, `RotationTrigger`, `PreviousVersion`, the pending mark
+//! `PendingSlot`, `PendingSince`, `PendingFrom`, `PendingProof`). Tag names are read case-insensitively and written in this spelling; every
 //! other tag is carried forward. Key Vault allows 15 tags per secret.
 
 use std::collections::BTreeMap;
@@ -22,6 +22,9 @@ pub const PREVIOUS_VERSION: &str = "PreviousVersion";
 pub const PENDING_SLOT: &str = "PendingSlot";
 pub const PENDING_SINCE: &str = "PendingSince";
 pub const PENDING_PROOF: &str = "PendingProof";
+pub const PENDING_FROM: &str = "PendingFrom";
+/// The tags of a pending mark, as one list (written, cleared and checked together).
+pub const PENDING_TAGS: [&str; 4] = [PENDING_SLOT, PENDING_SINCE, PENDING_FROM, PENDING_PROOF];
 /// Key Vault's limit on tags per secret.
 pub const MAX_TAGS: usize = 15;
 /// Event Grid's fixed `SecretNearExpiry` lead, in days.
@@ -52,18 +55,20 @@ pub enum TagError {
     #[error("tag VerifyKey is '{}': use true or false", echo(.0))]
     VerifyKey(String),
     #[error(
-        "tag PendingSince is '{}': keyflip writes it as RFC 3339; remove PendingSlot, PendingSince and PendingProof to start afresh",
+        "tag PendingSince is '{}': keyflip writes it as RFC 3339; remove the tags PendingSlot, PendingSince, PendingFrom and PendingProof to start afresh",
         echo(.0)
     )]
     PendingSince(String),
     #[error(
-        "tag PendingSlot is set without PendingSince: remove PendingSlot and PendingProof to start afresh"
+        "tag PendingSlot is set without PendingSince: remove the tags PendingSlot, PendingFrom and PendingProof to start afresh"
     )]
     PendingWithoutSince,
-    #[error("tag PendingSince or PendingProof is set without PendingSlot: remove them to start afresh")]
+    #[error(
+        "tag PendingSince, PendingFrom or PendingProof is set without PendingSlot: remove them to start afresh"
+    )]
     PendingWithoutSlot,
     #[error(
-        "tag PendingSlot is set without PendingProof, so nothing shows that keyflip wrote it: remove PendingSlot and PendingSince to start afresh"
+        "tag PendingSlot is set without PendingFrom or PendingProof, so nothing shows that keyflip wrote it: remove PendingSlot and PendingSince to start afresh"
     )]
     PendingWithoutProof,
     #[error(
@@ -82,9 +87,14 @@ pub struct Pending {
     /// The `PendingSlot` tag as written (a provider slot name).
     pub slot: String,
     pub since: OffsetDateTime,
+    /// `PendingFrom`: [`crate::domain::key::fingerprint`] of the slot's key before it was
+    /// regenerated, so a resumed rotation can tell whether the regeneration took effect. Marks
+    /// written by keyflip before `PendingFrom` existed carry only a proof.
+    pub from: Option<String>,
     /// `PendingProof`: [`crate::domain::key::mark_proof`] of the marked version, the active key
-    /// and the regenerated idle key, so that a mark a tag writer forged is never resumed.
-    pub proof: String,
+    /// and the regenerated idle key, written when the regenerated key was known (its first check
+    /// failed), so that a mark a tag writer forged is never resumed.
+    pub proof: Option<String>,
 }
 
 /// The parsed rotation tags of a managed secret's latest version.
@@ -124,6 +134,7 @@ impl RotationTags {
             VERIFY_KEY,
             PENDING_SLOT,
             PENDING_SINCE,
+            PENDING_FROM,
             PENDING_PROOF,
         ];
         if let Some(name) = read
@@ -150,20 +161,20 @@ impl RotationTags {
             Some(v) if v.eq_ignore_ascii_case("false") => false,
             Some(other) => return Err(TagError::VerifyKey(other.to_string())),
         };
-        let pending = match (
-            tag(tags, PENDING_SLOT),
-            tag(tags, PENDING_SINCE),
-            tag(tags, PENDING_PROOF),
-        ) {
-            (None, None, None) => None,
-            (None, _, _) => return Err(TagError::PendingWithoutSlot),
-            (Some(_), None, _) => return Err(TagError::PendingWithoutSince),
-            (Some(_), Some(_), None) => return Err(TagError::PendingWithoutProof),
-            (Some(slot), Some(since), Some(proof)) => Some(Pending {
+        let (from, proof) = (tag(tags, PENDING_FROM), tag(tags, PENDING_PROOF));
+        let pending = match (tag(tags, PENDING_SLOT), tag(tags, PENDING_SINCE)) {
+            (None, None) if from.is_none() && proof.is_none() => None,
+            (None, _) => return Err(TagError::PendingWithoutSlot),
+            (Some(_), None) => return Err(TagError::PendingWithoutSince),
+            (Some(_), Some(_)) if from.is_none() && proof.is_none() => {
+                return Err(TagError::PendingWithoutProof);
+            }
+            (Some(slot), Some(since)) => Some(Pending {
                 slot: slot.to_string(),
                 since: OffsetDateTime::parse(since, &Rfc3339)
                     .map_err(|_| TagError::PendingSince(since.to_string()))?,
-                proof: proof.to_string(),
+                from: from.map(str::to_string),
+                proof: proof.map(str::to_string),
             }),
         };
         Ok(Self {
@@ -224,32 +235,41 @@ pub fn for_new_version(
     put(&mut tags, ROTATED_BY, format!("keyflip/{}", crate::VERSION));
     put(&mut tags, ROTATION_TRIGGER, trigger.to_string());
     put(&mut tags, PREVIOUS_VERSION, previous_version.to_string());
-    remove(&mut tags, PENDING_SLOT);
-    remove(&mut tags, PENDING_SINCE);
-    remove(&mut tags, PENDING_PROOF);
+    for name in PENDING_TAGS {
+        remove(&mut tags, name);
+    }
     checked(tags)
 }
 
 /// The tags of the latest version with the pending mark removed.
 pub fn without_pending(current: &Tags) -> Tags {
     let mut tags = current.clone();
-    for name in [PENDING_SLOT, PENDING_SINCE, PENDING_PROOF] {
+    for name in PENDING_TAGS {
         remove(&mut tags, name);
     }
     tags
 }
 
-/// The tags of the latest version with the pending mark set (`proof`: see [`Pending::proof`]).
-pub fn with_pending(
-    current: &Tags,
-    slot: &str,
-    since: OffsetDateTime,
-    proof: &str,
-) -> Result<Tags, TagError> {
+/// The pending mark keyflip writes (see [`Pending`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mark<'a> {
+    pub slot: &'a str,
+    pub since: OffsetDateTime,
+    pub from: &'a str,
+    pub proof: Option<&'a str>,
+}
+
+/// The tags of the latest version with the pending mark set (a proof left from an earlier
+/// mark is removed when this one has none).
+pub fn with_pending(current: &Tags, mark: &Mark<'_>) -> Result<Tags, TagError> {
     let mut tags = current.clone();
-    put(&mut tags, PENDING_SLOT, slot.to_string());
-    put(&mut tags, PENDING_SINCE, rfc3339(since));
-    put(&mut tags, PENDING_PROOF, proof.to_string());
+    put(&mut tags, PENDING_SLOT, mark.slot.to_string());
+    put(&mut tags, PENDING_SINCE, rfc3339(mark.since));
+    put(&mut tags, PENDING_FROM, mark.from.to_string());
+    match mark.proof {
+        Some(proof) => put(&mut tags, PENDING_PROOF, proof.to_string()),
+        None => remove(&mut tags, PENDING_PROOF),
+    }
     checked(tags)
 }
 
@@ -371,19 +391,45 @@ mod tests {
     #[test]
     fn the_pending_mark_round_trips_and_the_tag_limit_holds() {
         let since = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
-        let marked = with_pending(&valid(), "key2", since, "0123456789abcdef").unwrap();
+        let mark = Mark {
+            slot: "key2",
+            since,
+            from: "fedcba9876543210",
+            proof: Some("0123456789abcdef"),
+        };
+        let marked = with_pending(&valid(), &mark).unwrap();
         let parsed = RotationTags::parse(&marked, 30).unwrap();
         assert_eq!(
             parsed.pending,
             Some(Pending {
                 slot: "key2".into(),
                 since,
-                proof: "0123456789abcdef".into()
+                from: Some("fedcba9876543210".into()),
+                proof: Some("0123456789abcdef".into())
             })
         );
-        assert!(tag(&without_pending(&marked), PENDING_PROOF).is_none());
+        let cleared = without_pending(&marked);
+        assert!(PENDING_TAGS.iter().all(|name| tag(&cleared, name).is_none()));
+        // A mark keyflip wrote before PendingFrom existed (a proof only) still parses.
+        let mut legacy = marked.clone();
+        legacy.remove(PENDING_FROM);
+        assert_eq!(
+            RotationTags::parse(&legacy, 30).unwrap().pending.unwrap().from,
+            None
+        );
+        // A mark of an operation still running: PendingFrom only, an old proof dropped.
+        let running = with_pending(
+            &marked,
+            &Mark {
+                proof: None,
+                ..mark.clone()
+            },
+        )
+        .unwrap();
+        assert!(tag(&running, PENDING_PROOF).is_none());
         let mut unproven = marked.clone();
         unproven.remove(PENDING_PROOF);
+        unproven.remove(PENDING_FROM);
         assert_eq!(
             RotationTags::parse(&unproven, 30),
             Err(TagError::PendingWithoutProof)
@@ -392,10 +438,7 @@ mod tests {
         for i in 0..12 {
             crowded.insert(format!("t{i}"), "v".into());
         }
-        assert_eq!(
-            with_pending(&crowded, "key2", since, "p"),
-            Err(TagError::TooMany(18))
-        );
+        assert_eq!(with_pending(&crowded, &mark), Err(TagError::TooMany(19)));
     }
 
     #[test]

@@ -118,7 +118,8 @@ mod tests {
         let t = tags(Some(Pending {
             slot: "key2".into(),
             since: at(0),
-            proof: "0123456789abcdef".into(),
+            from: Some("fedcba9876543210".into()),
+            proof: Some("0123456789abcdef".into()),
         }));
         assert_eq!(due(&t, Some(at(300 * DAY)), at(0), 30), Due::PendingRotation);
     }
@@ -137,7 +138,8 @@ mod tests {
         let mark = Pending {
             slot: "key2".into(),
             since: at(0),
-            proof: "0123456789abcdef".into(),
+            from: Some("fedcba9876543210".into()),
+            proof: Some("0123456789abcdef".into()),
         };
         assert_eq!(
             pending_state(Some(&mark), at(6 * 3600), timeout),

@@ -1,6 +1,6 @@
 //! The rotation engine: DESIGN.md §3's steps for one secret, whatever the trigger — load,
 //! validate, guard (stale, disabled, dwell, the pointer cross-checked against the resource),
-//! lock, regenerate the idle slot (or resume a pending one), verify on the data plane, publish
+//! lease, regenerate the idle slot (or resume a pending one), verify on the data plane, publish
 //! the new version that flips the pointer, report — and the sweep over every configured vault.
 //!
 //! It depends only on traits ([`SecretStore`], [`KeyProvider`] through [`Providers`], [`Clock`]),
@@ -8,7 +8,6 @@
 
 pub mod claims;
 pub mod decide;
-pub mod locks;
 pub mod result;
 mod rotate;
 mod sweep;
@@ -18,6 +17,7 @@ use std::time::Duration;
 
 use crate::clock::Clock;
 use crate::domain::{AllowedScopes, SecretName, SecretVersion, VaultName};
+use crate::lease::Leases;
 use crate::providers::Providers;
 use crate::store::SecretStore;
 pub use result::{
@@ -82,7 +82,8 @@ pub struct Engine {
     providers: Providers,
     clock: Arc<dyn Clock>,
     settings: Arc<EngineSettings>,
-    locks: locks::SecretLocks,
+    /// The rotation lease of each secret (I3, across instances).
+    leases: Arc<dyn Leases>,
     /// Which managed secrets name each resource, as last listed.
     claims: claims::ClaimsCache,
 }
@@ -91,6 +92,7 @@ impl Engine {
     pub fn new(
         store: Arc<dyn SecretStore>,
         providers: Providers,
+        leases: Arc<dyn Leases>,
         clock: Arc<dyn Clock>,
         settings: EngineSettings,
     ) -> Self {
@@ -99,7 +101,7 @@ impl Engine {
             providers,
             clock,
             settings: Arc::new(settings),
-            locks: locks::SecretLocks::default(),
+            leases,
             claims: claims::ClaimsCache::default(),
         }
     }

@@ -39,6 +39,8 @@ pub enum SkipReason {
     Ignored,
     /// A repair found the latest version already holding the active slot's key.
     NothingToRepair,
+    /// The sweep met a secret whose lease another rotation holds: left to that one.
+    Locked,
 }
 
 /// Why a rotation failed.
@@ -130,6 +132,7 @@ fn skip_label(reason: SkipReason) -> &'static str {
         SkipReason::NotManaged => "not-managed",
         SkipReason::Ignored => "ignored",
         SkipReason::NothingToRepair => "nothing-to-repair",
+        SkipReason::Locked => "locked",
     }
 }
 

@@ -1,12 +1,18 @@
-//! One rotation: DESIGN.md §3 steps 1–3 and 5–8 for one secret, whatever the trigger.
+//! One rotation: DESIGN.md §3 steps 1–8 for one secret, whatever the trigger.
 //!
 //! Invariants kept here: the key of the latest version is never regenerated, checked against
 //! the resource and not only the tag (I1); the idle slot is not regenerated before the dwell
-//! unless forced (I2); one rotation per secret at a time in this process (I3, per-process for
-//! now); only a key that passed its data-plane check is published (I4); a failure at any step
-//! leaves the latest version holding a valid key and a rerun resumes a pending slot without
-//! regenerating it again (I5); stale and duplicate events do nothing (I6); no key value is
-//! logged or reported (I7).
+//! unless forced (I2); one rotation per secret at a time across instances, triggers and the CLI,
+//! under the secret's lease, checked before every write (I3); only a key that passed its
+//! data-plane check is published (I4); a failure at any step leaves the latest version holding
+//! a valid key, and a rerun resumes a pending slot without regenerating it again (I5); stale and
+//! duplicate events do nothing (I6); no key value is logged or reported (I7).
+//!
+//! The pending rules (step 5): a key that passes its first check is published with no mark (one
+//! Key Vault write); one that does not, or a regeneration that outlives the budget or whose
+//! answer leaves open whether it took effect, is marked `PendingSlot`/`PendingSince`/
+//! `PendingFrom` (the old key's fingerprint), and the result promises a resume only when the
+//! mark landed. A publish that fails is re-read before it is reported.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -19,10 +25,11 @@ use tracing::{Instrument, Span, field};
 use super::claims::{Claim, Claims};
 use super::decide::{self, PendingState};
 use super::{Engine, FailReason, Outcome, RotationRequest, RotationResult, SkipReason, TriggerKind};
-use crate::domain::key::mark_proof;
+use crate::domain::key::{fingerprint, mark_proof};
 use crate::domain::tags::{self, RotationTags, Tags};
 use crate::domain::untrusted::echo;
 use crate::domain::{ApiKey, ArmResourceId, Slot};
+use crate::lease::{Holding, LeaseError, LeaseKey};
 use crate::providers::{KeyPair, KeyProvider, ProviderError, ResourceInfo, Verification};
 use crate::store::{LoadedSecret, NewVersion, StoreError};
 
@@ -114,8 +121,7 @@ fn check_pending(
     active: Slot,
     now: OffsetDateTime,
 ) -> Result<(), Finish> {
-    let fix =
-        "remove the tags PendingSlot, PendingSince and PendingProof from the latest version to start afresh";
+    let fix = "remove the tags PendingSlot, PendingSince, PendingFrom and PendingProof from the latest version to start afresh";
     match provider.slot_from_tag(&pending.slot) {
         None => {
             return Err(failed(
@@ -166,13 +172,16 @@ fn check_proof(
         keys.get(plan.active),
         keys.get(plan.idle),
     );
-    if mark.proof.eq_ignore_ascii_case(&expected) {
+    let Some(proof) = &mark.proof else {
+        return Ok(());
+    };
+    if proof.eq_ignore_ascii_case(&expected) {
         return Ok(());
     }
     Err(failed(
         FailReason::Misconfigured,
         format!(
-            "the pending mark of {} does not match this version and the resource's current keys (its PendingProof is not theirs): keyflip did not write it for them, so it will not publish {} without regenerating it; remove the tags PendingSlot, PendingSince and PendingProof from the latest version to start afresh",
+            "the pending mark of {} does not match this version and the resource's current keys (its PendingProof is not theirs): keyflip did not write it for them, so it will not publish {} without regenerating it; remove the tags PendingSlot, PendingSince, PendingFrom and PendingProof from the latest version to start afresh",
             plan.idle_tag, plan.idle_tag
         ),
     ))
@@ -301,20 +310,73 @@ impl Engine {
                 ),
             ));
         }
-        let _lock = match request.dry_run {
-            true => None,
-            false => Some(
-                self.locks
-                    .try_lock(&request.vault, &request.secret)
-                    .ok_or_else(|| {
-                        failed(
-                            FailReason::Locked,
-                            "another rotation of this secret is in flight; retry later",
-                        )
-                    })?,
-            ),
-        };
+        // Steps 1–3 without a resource call, so that a secret with nothing to do costs no lease.
+        let ready = self.prepare(request, work, facts, deadline).await?;
+        if request.dry_run {
+            return self.proceed(request, work, ready, None, facts, deadline).await;
+        }
+        // 4. The lease, then load and check again: the world may have moved while we waited.
+        let holding = self.take_lease(request, deadline).await?;
+        let ended = async {
+            let ready = self.prepare(request, work, facts, deadline).await?;
+            self.proceed(request, work, ready, Some(&holding), facts, deadline)
+                .await
+        }
+        .await;
+        holding.release(LEASE_RELEASE_BOUND).await;
+        ended
+    }
 
+    /// Step 4: the secret's lease across every trigger, instance and the CLI. Held elsewhere:
+    /// the sweep leaves the secret to that rotation, the others answer that one is in progress.
+    async fn take_lease(&self, request: &RotationRequest, deadline: Instant) -> Result<Holding, Finish> {
+        let key = LeaseKey::new(&request.vault, &request.secret);
+        let taking = self.leases.acquire(&key);
+        let taken = self.within(deadline, "taking the rotation lease", taking).await?;
+        match taken {
+            Ok(lease) => Ok(Holding::start(key, lease)),
+            Err(LeaseError::Held) => Err(match request.trigger {
+                TriggerKind::Timer => finish(
+                    Outcome::Skipped(SkipReason::Locked),
+                    format!(
+                        "a rotation of {} is in progress elsewhere (another instance, trigger or the CLI holds its lease): this sweep leaves it to that one",
+                        request.secret
+                    ),
+                ),
+                _ => failed(
+                    FailReason::Locked,
+                    format!(
+                        "a rotation of {} is in progress (another instance, trigger or the CLI holds its lease); retry in a minute",
+                        request.secret
+                    ),
+                ),
+            }),
+            Err(LeaseError::Permanent(e)) => Err(failed(
+                FailReason::Azure,
+                format!(
+                    "taking the rotation lease ({}): {e}; keyflip never rotates without it",
+                    self.leases.describe()
+                ),
+            )),
+            Err(e) => Err(failed(
+                FailReason::Transient,
+                format!(
+                    "taking the rotation lease ({}): {e}; keyflip never rotates without it; a retry will resume",
+                    self.leases.describe()
+                ),
+            )),
+        }
+    }
+
+    /// Steps 1–3 that need no resource call: load, the guards on the version, validate, the
+    /// dwell. Ends the rotation (`Err`) when there is nothing to do or the secret is refused.
+    async fn prepare(
+        &self,
+        request: &RotationRequest,
+        work: Work,
+        facts: &mut Facts,
+        deadline: Instant,
+    ) -> Result<Ready, Finish> {
         // 1. Load.
         let secret = self
             .within(
@@ -331,7 +393,7 @@ impl Engine {
         if let Some(event_version) = &request.event_version
             && event_version != &secret.version
         {
-            return Ok(finish(
+            return Err(finish(
                 Outcome::Skipped(SkipReason::Stale),
                 format!(
                     "the event is for version {event_version}, but the latest version is {}: nothing to do",
@@ -340,7 +402,7 @@ impl Engine {
             ));
         }
         if !secret.enabled {
-            return Ok(finish(
+            return Err(finish(
                 Outcome::Skipped(SkipReason::Disabled),
                 "the secret is disabled: nothing to do",
             ));
@@ -348,8 +410,49 @@ impl Engine {
 
         // 2. Validate.
         let plan = self.validate(request, &secret, facts)?;
+        let now = self.clock.now();
+        let pending = decide::pending_state(plan.tags.pending.as_ref(), now, self.settings.pending_timeout);
+        if work == Work::Rotate
+            && pending == PendingState::None
+            && !request.force
+            && !decide::outlived_dwell(secret.created, now, self.settings.dwell)
+        {
+            return Err(finish(
+                Outcome::Skipped(SkipReason::Dwell),
+                format!(
+                    "the latest version is younger than the dwell ({} h): {} was the active key until then; use force to rotate anyway",
+                    in_hours(self.settings.dwell),
+                    plan.idle_tag
+                ),
+            ));
+        }
+        Ok(Ready {
+            secret,
+            plan,
+            pending,
+        })
+    }
+
+    /// Steps 3b and 5–7 (under the lease unless a dry run).
+    async fn proceed(
+        &self,
+        request: &RotationRequest,
+        work: Work,
+        ready: Ready,
+        holding: Option<&Holding>,
+        facts: &mut Facts,
+        deadline: Instant,
+    ) -> Result<Finish, Finish> {
+        let Ready {
+            secret,
+            plan,
+            pending,
+        } = ready;
+        let writes = Writes { holding };
         if work == Work::Repair {
-            return self.repair_secret(request, &secret, &plan, facts, deadline).await;
+            return self
+                .repair_secret(request, &secret, &plan, writes, facts, deadline)
+                .await;
         }
 
         // 3b. The resource: key authentication on, a trustworthy check, the pointer true.
@@ -392,27 +495,15 @@ impl Engine {
             check_proof(mark, &secret, &plan, &keys)?;
         }
 
-        // 3c. Pending mark, dwell.
-        let now = self.clock.now();
-        let pending = decide::pending_state(plan.tags.pending.as_ref(), now, self.settings.pending_timeout);
+        // 3c. An expired pending mark; no other secret on this resource.
         if let PendingState::Expired { since } = pending {
             return self
-                .expire_pending(request, &secret, &plan, since, deadline)
+                .expire_pending(request, &secret, &plan, since, writes, deadline)
                 .await;
-        }
-        let resuming = matches!(pending, PendingState::Resume { .. });
-        if !resuming && !request.force && !decide::outlived_dwell(secret.created, now, self.settings.dwell) {
-            return Ok(finish(
-                Outcome::Skipped(SkipReason::Dwell),
-                format!(
-                    "the latest version is younger than the dwell ({} h): {} was the active key until then; use force to rotate anyway",
-                    in_hours(self.settings.dwell),
-                    plan.idle_tag
-                ),
-            ));
         }
         self.alone_on_the_resource(request, &plan, &keys, Listing::Cached, deadline)
             .await?;
+        let resuming = matches!(pending, PendingState::Resume { .. });
         if request.dry_run {
             let action = if resuming {
                 "resume the pending"
@@ -428,31 +519,53 @@ impl Engine {
             ));
         }
 
-        // 5. Regenerate the idle slot, or resume the pending one.
-        let (new_key, marked) = if resuming {
-            tracing::info!(slot = %plan.idle_tag, "resuming a pending rotation without regenerating");
-            (keys.get(plan.idle).clone(), true)
-        } else {
-            self.regenerate(request, &secret, &plan, &keys, now, deadline)
-                .await?
-        };
-        let next_time = match marked {
-            true => "a later invocation resumes without regenerating".to_string(),
-            false => format!(
-                "the pending mark could not be confirmed written, so the next attempt may regenerate {} again (harmless: no consumer uses it)",
-                plan.idle_tag
-            ),
+        // 5. Regenerate the idle slot, or resume the pending one (never regenerated again).
+        let now = self.clock.now();
+        let (new_key, mut marked, since) = match (&plan.tags.pending, pending) {
+            (Some(mark), PendingState::Resume { since }) => {
+                self.taken_effect(mark, &plan, &keys, since)?;
+                tracing::info!(slot = %plan.idle_tag, "resuming a pending rotation without regenerating");
+                (keys.get(plan.idle).clone(), true, since)
+            }
+            _ => {
+                let new_key = self
+                    .regenerate(request, &secret, &plan, &keys, now, writes, deadline)
+                    .await?;
+                (new_key, false, now)
+            }
         };
 
-        // 6. Verify.
-        let since = match pending {
-            PendingState::Resume { since } => since,
-            _ => now,
+        // 6. Verify: a key that passes at once needs no mark; otherwise mark, then keep trying.
+        let (from, proof) = (
+            fingerprint(keys.get(plan.idle)),
+            mark_proof(secret.version.as_str(), keys.get(plan.active), &new_key),
+        );
+        let mark = tags::Mark {
+            slot: plan.idle_tag,
+            since: now,
+            from: &from,
+            proof: Some(&proof),
         };
         facts.verified = match plan.tags.verify_key {
             false => false,
             true => {
-                if !self.verify(provider, &info, &new_key, deadline).await {
+                let mut passed = self.check_key(provider, &info, &new_key, deadline).await;
+                if !passed && !marked {
+                    marked = self
+                        .mark_pending(request, &secret, &mark, writes, deadline)
+                        .await?;
+                }
+                if !passed {
+                    passed = self.verify(provider, &info, &new_key, deadline).await;
+                }
+                if !passed {
+                    let next_time = match marked {
+                        true => "a later invocation resumes without regenerating".to_string(),
+                        false => format!(
+                            "the pending mark could not be written, so the next attempt regenerates {} again (harmless: no consumer uses it)",
+                            plan.idle_tag
+                        ),
+                    };
                     return Err(finish(
                         Outcome::Pending,
                         format!(
@@ -483,29 +596,10 @@ impl Engine {
             not_before: now,
             expires,
         };
-        let new_key = version.value.clone();
-        let publishing = self.store.publish(&request.vault, &secret.name, version);
-        let published = match self
-            .within(deadline, "publishing the new version", publishing)
-            .await?
-        {
-            Ok(published) => published,
-            Err(error) => match self
-                .landed_anyway(request, &new_key, plan.idle_tag, deadline)
-                .await
-            {
-                Some(published) => published,
-                None => {
-                    return Err(store_failure(
-                        error,
-                        &format!(
-                            "publishing the new {} key (the published key is unchanged and stays valid; a rerun resumes the pending slot)",
-                            plan.idle_tag
-                        ),
-                    ));
-                }
-            },
-        };
+        let unmarked = (!marked).then_some(&mark);
+        let published = self
+            .publish_checked(request, &secret, &plan, version, unmarked, writes, deadline)
+            .await?;
         facts.version = Some(published.to_string());
         facts.expires = Some(rfc3339(expires));
         Span::current().record("version", published.as_str());
@@ -521,6 +615,121 @@ impl Engine {
         Ok(finish(Outcome::Rotated, message))
     }
 
+    /// A resumed mark with `PendingFrom`: the slot's key must differ from the one before the
+    /// regeneration, or the regeneration has not taken effect yet (a long-running operation
+    /// still running, or a request whose answer was lost): stay pending, never regenerate.
+    fn taken_effect(
+        &self,
+        mark: &tags::Pending,
+        plan: &Plan,
+        keys: &KeyPair,
+        since: OffsetDateTime,
+    ) -> Result<(), Finish> {
+        let Some(from) = &mark.from else {
+            return Ok(());
+        };
+        if !from.eq_ignore_ascii_case(&fingerprint(keys.get(plan.idle))) {
+            return Ok(());
+        }
+        Err(finish(
+            Outcome::Pending,
+            format!(
+                "the regeneration of {} (pending since {}) has not taken effect yet: the slot still holds the key it had before; the published key is unchanged and stays valid; a later invocation checks again and never regenerates {} before the pending timeout ({} h)",
+                plan.idle_tag,
+                rfc3339(since),
+                plan.idle_tag,
+                in_hours(self.settings.pending_timeout)
+            ),
+        ))
+    }
+
+    /// Step 7's write, under the lease; a publish whose answer failed or timed out is re-read
+    /// before it is reported, since it may have landed (then the pointer already flipped, and
+    /// a forced retry would regenerate the slot that just became active). One that did not
+    /// land (or may land late) is marked pending with `unmarked` if no mark exists yet, so the
+    /// rerun publishes this key instead of regenerating it.
+    #[allow(clippy::too_many_arguments)]
+    async fn publish_checked(
+        &self,
+        request: &RotationRequest,
+        secret: &LoadedSecret,
+        plan: &Plan,
+        version: NewVersion,
+        unmarked: Option<&tags::Mark<'_>>,
+        writes: Writes<'_>,
+        deadline: Instant,
+    ) -> Result<crate::domain::SecretVersion, Finish> {
+        writes.allowed("publishing the new version")?;
+        let new_key = version.value.clone();
+        let publishing = self.store.publish(&request.vault, &secret.name, version);
+        let error = match tokio::time::timeout(before_reserve(deadline), publishing).await {
+            Ok(Ok(published)) => return Ok(published),
+            Ok(Err(error)) => error,
+            Err(_) => StoreError::Transient("the write did not answer within the invocation's budget".into()),
+        };
+        let landed = self
+            .landed_anyway(request, &new_key, plan.idle_tag, deadline)
+            .await;
+        if let Landed::Yes(published) = landed {
+            return Ok(published);
+        }
+        let marked = match unmarked {
+            None => true,
+            Some(mark) => self
+                .mark_pending(request, secret, mark, writes, deadline)
+                .await
+                .unwrap_or(false),
+        };
+        let next = match marked {
+            true => "a rerun publishes it without regenerating".to_string(),
+            false => format!(
+                "the pending mark could not be written, so a rerun regenerates {} again (harmless: no consumer uses it)",
+                plan.idle_tag
+            ),
+        };
+        Err(store_failure(
+            error,
+            &match landed {
+                Landed::Unknown => format!(
+                    "publishing the new {idle} key: the write failed and the secret could not be re-read, so it may have landed; do not force a retry (if it landed, {idle} is now the active key); {next}",
+                    idle = plan.idle_tag
+                ),
+                _ => format!(
+                    "publishing the new {} key (re-read: it did not land; the published key is unchanged and stays valid; {next})",
+                    plan.idle_tag
+                ),
+            },
+        ))
+    }
+
+    /// Writes a pending mark under the lease: `true` if it landed.
+    async fn mark_pending(
+        &self,
+        request: &RotationRequest,
+        secret: &LoadedSecret,
+        mark: &tags::Mark<'_>,
+        writes: Writes<'_>,
+        deadline: Instant,
+    ) -> Result<bool, Finish> {
+        writes.allowed("marking the rotation pending")?;
+        let marked = tags::with_pending(&secret.tags, mark)
+            .map_err(|e| failed(FailReason::Misconfigured, e.to_string()))?;
+        let marking = self
+            .store
+            .set_tags(&request.vault, &secret.name, &secret.version, marked);
+        match tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), marking).await {
+            Ok(Ok(())) => Ok(true),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "could not mark the rotation pending");
+                Ok(false)
+            }
+            Err(_) => {
+                tracing::warn!("marking the rotation pending did not answer within the budget");
+                Ok(false)
+            }
+        }
+    }
+
     /// The repair: the published value must be neither key; then the active slot's current key
     /// is published as a new version with the same pointer.
     async fn repair_secret(
@@ -528,6 +737,7 @@ impl Engine {
         request: &RotationRequest,
         secret: &LoadedSecret,
         plan: &Plan,
+        writes: Writes<'_>,
         facts: &mut Facts,
         deadline: Instant,
     ) -> Result<Finish, Finish> {
@@ -594,6 +804,7 @@ impl Engine {
             not_before: now,
             expires,
         };
+        writes.allowed("publishing the repaired version")?;
         let publishing = self.store.publish(&request.vault, &secret.name, version);
         let published = self
             .within(deadline, "publishing the repaired version", publishing)
@@ -748,7 +959,7 @@ impl Engine {
         ))
     }
 
-    /// After a failed publish: whether the write landed anyway (its answer lost on the way
+    /// After a failed or timed-out publish: whether the write landed anyway (its answer lost on the way
     /// back), in which case the latest version already holds the new key and flips the pointer.
     async fn landed_anyway(
         &self,
@@ -756,19 +967,21 @@ impl Engine {
         new_key: &ApiKey,
         idle_tag: &str,
         deadline: Instant,
-    ) -> Option<crate::domain::SecretVersion> {
+    ) -> Landed {
         let reading = self.store.latest(&request.vault, &request.secret);
-        let latest = self
-            .within(deadline, "re-reading after a failed publish", reading)
-            .await
-            .ok()?
-            .ok()?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(Ok(latest)) = tokio::time::timeout(left, reading).await else {
+            return Landed::Unknown;
+        };
         let flipped =
             tags::tag(&latest.tags, tags::CREDENTIAL_ID).is_some_and(|t| t.eq_ignore_ascii_case(idle_tag));
-        (latest.value.same_as(new_key) && flipped).then(|| {
-            tracing::warn!(version = %latest.version, "the publish answered an error, but the new version landed");
-            latest.version
-        })
+        match latest.value.same_as(new_key) && flipped {
+            true => {
+                tracing::warn!(version = %latest.version, "the publish answered an error, but the new version landed");
+                Landed::Yes(latest.version)
+            }
+            false => Landed::No,
+        }
     }
 
     /// Step 2: tags, provider, scope allow-list, slots.
@@ -833,9 +1046,12 @@ impl Engine {
         // touching anything.
         tags::with_pending(
             &secret.tags,
-            idle_tag,
-            OffsetDateTime::UNIX_EPOCH,
-            "0000000000000000",
+            &tags::Mark {
+                slot: idle_tag,
+                since: OffsetDateTime::UNIX_EPOCH,
+                from: "0000000000000000",
+                proof: Some("0000000000000000"),
+            },
         )
         .and_then(|_| tags::for_new_version(&secret.tags, idle_tag, "manual", secret.version.as_str()))
         .map_err(|e| failed(FailReason::Misconfigured, e.to_string()))?;
@@ -882,7 +1098,11 @@ impl Engine {
         }
     }
 
-    /// Step 5: regenerate the idle slot, check the answer, and mark the rotation pending.
+    /// Step 5: regenerate the idle slot (sent once; a long-running operation followed) and
+    /// check the answer. Past the budget, or with an answer that leaves open whether it took
+    /// effect, the rotation is marked pending with `PendingFrom` and ends: a later invocation
+    /// checks the slot's key and never regenerates again before the pending timeout.
+    #[allow(clippy::too_many_arguments)]
     async fn regenerate(
         &self,
         request: &RotationRequest,
@@ -890,17 +1110,23 @@ impl Engine {
         plan: &Plan,
         before: &KeyPair,
         now: OffsetDateTime,
+        writes: Writes<'_>,
         deadline: Instant,
-    ) -> Result<(ApiKey, bool), Finish> {
+    ) -> Result<ApiKey, Finish> {
+        writes.allowed("regenerating the idle key")?;
         let resource = &plan.tags.provider_address;
-        let after = self
-            .within(
-                deadline,
-                "regenerating the idle key",
-                plan.provider.regenerate(resource, plan.idle),
-            )
-            .await?
-            .map_err(|e| provider_failure(e, &format!("regenerating {}", plan.idle_tag)))?;
+        let regenerating = plan.provider.regenerate(resource, plan.idle);
+        let answer = tokio::time::timeout(before_reserve(deadline), regenerating).await;
+        let after = match answer {
+            Ok(Ok(after)) => after,
+            Ok(Err(e)) => return Err(provider_failure(e, &format!("regenerating {}", plan.idle_tag))),
+            Err(_) => {
+                let why = "the regeneration did not finish within the invocation's budget";
+                return Err(self
+                    .mark_unfinished(request, secret, plan, before, now, why, writes, deadline)
+                    .await);
+            }
+        };
         if !after.get(plan.active).same_as(before.get(plan.active)) {
             return Err(failed(
                 FailReason::Azure,
@@ -911,46 +1137,80 @@ impl Engine {
             ));
         }
         if after.get(plan.idle).same_as(before.get(plan.idle)) {
-            return Err(failed(
-                FailReason::Transient,
-                format!(
-                    "the resource answered the regeneration of {} with the old key; a retry will regenerate again",
-                    plan.idle_tag
-                ),
-            ));
+            let why = "the resource answered the regeneration with the slot's old key";
+            return Err(self
+                .mark_unfinished(request, secret, plan, before, now, why, writes, deadline)
+                .await);
         }
         tracing::info!(slot = %plan.idle_tag, "regenerated the idle key");
-        let proof = mark_proof(
-            secret.version.as_str(),
-            after.get(plan.active),
-            after.get(plan.idle),
-        );
-        let mark = tags::with_pending(&secret.tags, plan.idle_tag, now, &proof)
-            .map_err(|e| failed(FailReason::Misconfigured, e.to_string()))?;
-        let marking = self
-            .store
-            .set_tags(&request.vault, &secret.name, &secret.version, mark);
-        // Without the mark a rerun regenerates the idle slot once more, which no consumer
-        // notices (I5): go on, and say so if the rotation ends pending.
-        let marked = match self
-            .within(deadline, "marking the rotation pending", marking)
-            .await
-        {
-            Ok(Ok(())) => true,
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "could not mark the rotation pending; going on");
-                false
-            }
-            Err(e) => {
-                tracing::warn!(error = %e.message, "could not mark the rotation pending; going on");
-                false
-            }
-        };
-        Ok((after.get(plan.idle).clone(), marked))
+        Ok(after.get(plan.idle).clone())
     }
 
-    /// Step 6: checks the new key until it passes or the budget (less a reserve for
-    /// publishing) runs out.
+    /// A regeneration that may still take effect: mark it pending with the old key's
+    /// fingerprint, so no later invocation regenerates again while it might.
+    #[allow(clippy::too_many_arguments)]
+    async fn mark_unfinished(
+        &self,
+        request: &RotationRequest,
+        secret: &LoadedSecret,
+        plan: &Plan,
+        before: &KeyPair,
+        now: OffsetDateTime,
+        why: &str,
+        writes: Writes<'_>,
+        deadline: Instant,
+    ) -> Finish {
+        let mark = tags::Mark {
+            slot: plan.idle_tag,
+            since: now,
+            from: &fingerprint(before.get(plan.idle)),
+            proof: None,
+        };
+        match self.mark_pending(request, secret, &mark, writes, deadline).await {
+            Ok(true) => finish(
+                Outcome::Pending,
+                format!(
+                    "{why}: marked pending; the published key is unchanged and stays valid; a later invocation checks whether {} took effect and never regenerates it again before the pending timeout ({} h)",
+                    plan.idle_tag,
+                    in_hours(self.settings.pending_timeout)
+                ),
+            ),
+            Ok(false) => failed(
+                FailReason::Transient,
+                format!(
+                    "{why}, and the pending mark could not be written: the next attempt regenerates {} again (harmless: no consumer uses it); the published key is unchanged and stays valid",
+                    plan.idle_tag
+                ),
+            ),
+            Err(stopped) => stopped,
+        }
+    }
+
+    /// One data-plane check of the new key, within the budget less a reserve for publishing.
+    async fn check_key(
+        &self,
+        provider: &dyn KeyProvider,
+        info: &ResourceInfo,
+        key: &ApiKey,
+        deadline: Instant,
+    ) -> bool {
+        let left = before_reserve(deadline);
+        match tokio::time::timeout(left, provider.verify(info, key)).await {
+            Ok(Verification::Accepted) => true,
+            Ok(Verification::Refused(why)) => {
+                tracing::info!(reason = %why, "the new key is refused so far");
+                false
+            }
+            Ok(Verification::Inconclusive(why)) => {
+                tracing::warn!(reason = %why, "the key check was inconclusive");
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Step 6 after a failed first check: checks the new key again with backoff until it passes
+    /// or the budget (less a reserve for publishing) runs out.
     async fn verify(
         &self,
         provider: &dyn KeyProvider,
@@ -958,31 +1218,16 @@ impl Engine {
         key: &ApiKey,
         deadline: Instant,
     ) -> bool {
-        let reserve = Duration::from_secs(3).min(deadline.saturating_duration_since(Instant::now()) / 4);
         let mut backoff = self.settings.verify_initial_backoff;
         loop {
-            let left = deadline
-                .saturating_duration_since(Instant::now())
-                .saturating_sub(reserve);
-            let attempt = tokio::time::timeout(left, provider.verify(info, key)).await;
-            match attempt {
-                Ok(Verification::Accepted) => return true,
-                Ok(Verification::Refused(why)) => {
-                    tracing::info!(reason = %why, "the new key is refused so far")
-                }
-                Ok(Verification::Inconclusive(why)) => {
-                    tracing::warn!(reason = %why, "the key check was inconclusive")
-                }
-                Err(_) => return false,
-            }
-            let left = deadline
-                .saturating_duration_since(Instant::now())
-                .saturating_sub(reserve);
-            if backoff >= left {
+            if backoff >= before_reserve(deadline) {
                 return false;
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(self.settings.verify_max_backoff);
+            if self.check_key(provider, info, key, deadline).await {
+                return true;
+            }
         }
     }
 
@@ -994,6 +1239,7 @@ impl Engine {
         secret: &LoadedSecret,
         plan: &Plan,
         since: OffsetDateTime,
+        writes: Writes<'_>,
         deadline: Instant,
     ) -> Result<Finish, Finish> {
         let message = format!(
@@ -1006,6 +1252,7 @@ impl Engine {
         if request.dry_run {
             return Err(failed(FailReason::VerificationTimeout, message));
         }
+        writes.allowed("clearing the expired pending mark")?;
         let cleared: Tags = tags::without_pending(&secret.tags);
         let clearing = self
             .store
@@ -1031,6 +1278,54 @@ enum Listing {
 enum Work {
     Rotate,
     Repair,
+}
+
+/// What a re-read after a failed publish showed.
+enum Landed {
+    Yes(crate::domain::SecretVersion),
+    No,
+    Unknown,
+}
+
+/// Steps 1–3a's findings, for the rest of the rotation.
+struct Ready {
+    secret: LoadedSecret,
+    plan: Plan,
+    pending: PendingState,
+}
+
+/// Whether the rotation may still write: under its lease (none in a dry run, which writes
+/// nothing).
+#[derive(Clone, Copy)]
+struct Writes<'a> {
+    holding: Option<&'a Holding>,
+}
+
+impl Writes<'_> {
+    /// Before each write: the lease must still be held, or the rotation stops here.
+    fn allowed(&self, doing: &str) -> Result<(), Finish> {
+        let Some(holding) = self.holding else {
+            return Err(failed(
+                FailReason::Internal,
+                format!("{doing}: a write without the lease was attempted (a bug); nothing was written"),
+            ));
+        };
+        holding.check().map_err(|e| {
+            failed(
+                FailReason::Transient,
+                format!("{doing}: {e}; the rotation stopped before this write; the published key is unchanged; a retry will resume"),
+            )
+        })
+    }
+}
+
+/// How long releasing the lease may take at the end of a rotation.
+const LEASE_RELEASE_BOUND: Duration = Duration::from_secs(2);
+
+/// What is left of the budget less a reserve for the write (or re-read) that must follow.
+fn before_reserve(deadline: Instant) -> Duration {
+    let left = deadline.saturating_duration_since(Instant::now());
+    left.saturating_sub(Duration::from_secs(3).min(left / 4))
 }
 
 /// What validation established for the rest of the rotation.

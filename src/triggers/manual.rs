@@ -229,9 +229,8 @@ pub fn status_for(outcome: Outcome) -> StatusCode {
             | SkipReason::NothingToRepair,
         ) => StatusCode::OK,
         Outcome::Pending => StatusCode::ACCEPTED,
-        Outcome::Skipped(SkipReason::Dwell | SkipReason::Disabled) | Outcome::Failed(FailReason::Locked) => {
-            StatusCode::CONFLICT
-        }
+        Outcome::Skipped(SkipReason::Dwell | SkipReason::Disabled | SkipReason::Locked)
+        | Outcome::Failed(FailReason::Locked) => StatusCode::CONFLICT,
         Outcome::Failed(FailReason::NotFound) => StatusCode::NOT_FOUND,
         Outcome::Failed(FailReason::BadEvent) => StatusCode::BAD_REQUEST,
         Outcome::Failed(

@@ -17,6 +17,7 @@ use emulator::{ControlClient, Emulator, EmulatorInfo, EmulatorOptions};
 use keyflip::app::{self, AzureAccess};
 use keyflip::clock::ManualClock;
 use keyflip::config::Settings;
+use keyflip::lease::local::InProcessLeases;
 use keyflip::providers::Providers;
 use keyflip::server::{self, ServerLimits};
 use serde_json::{Value, json};
@@ -155,6 +156,8 @@ pub struct TestApp {
     /// HTTPS to the emulated Azure hosts.
     pub azure: reqwest::Client,
     pub dir: PathBuf,
+    /// The app's rotation leases (in-process here): a test takes one to be "another rotation".
+    pub leases: InProcessLeases,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -177,6 +180,7 @@ pub fn test_dir(label: &str) -> PathBuf {
 pub fn base_vars(info: &EmulatorInfo, ca_file: &std::path::Path) -> HashMap<String, String> {
     HashMap::from([
         ("KEYFLIP_VAULTS".to_string(), format!("{VAULT},kv-api-two")),
+        ("KEYFLIP_LEASE".to_string(), "in-process".to_string()),
         (
             "KEYFLIP_ALLOWED_SCOPES".to_string(),
             format!("/subscriptions/{SUBSCRIPTION}"),
@@ -252,6 +256,7 @@ async fn spawn(
     let access = AzureAccess::new(&settings).expect("transport");
     let credential: Arc<dyn TokenCredential> = Arc::new(ControlCredential(control.clone()));
     let providers = wrap(app::providers(&settings, &access, credential.clone()));
+    let leases = InProcessLeases::default();
     let engine = app::engine_with_providers(
         &settings,
         engine_settings,
@@ -259,6 +264,7 @@ async fn spawn(
         credential,
         clock.clone(),
         providers,
+        Arc::new(leases.clone()),
     )
     .expect("engine");
 
@@ -285,6 +291,7 @@ async fn spawn(
         http,
         azure,
         dir,
+        leases,
         _stop: stop,
     }
 }

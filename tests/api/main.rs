@@ -4,6 +4,7 @@
 
 mod attacks;
 mod cli;
+mod concurrency;
 mod events;
 mod guards;
 #[allow(dead_code)] // each helper serves some of the modules

@@ -231,6 +231,8 @@ async fn a_throttled_list_keys_with_retry_after_is_retried_and_the_rotation_succ
 
 #[tokio::test]
 async fn a_key_vault_write_failure_after_the_regenerate_keeps_the_old_key_and_a_rerun_converges() {
+    // A new key that passes its first check needs no pending mark (one write per rotation); a
+    // publish that does not land is re-read, then marked, so the rerun publishes that key.
     // Arrange: every SetSecret fails, more times than the retries allow
     let app = spawn_app().await;
     app.seed_account("aoai-write", "OpenAI").await;
@@ -254,8 +256,15 @@ async fn a_key_vault_write_failure_after_the_regenerate_keeps_the_old_key_and_a_
     assert_eq!(marked.tag("CredentialId"), Some("key1"));
     assert!(app.key_works("aoai-write", &marked.value).await);
     assert_eq!(marked.tag("PendingSlot"), Some("key2"));
-    assert!(marked.tag("PendingSince").is_some());
+    assert_eq!(marked.tag("PendingFrom").map(str::len), Some(16));
+    assert_eq!(marked.tag("PendingProof").map(str::len), Some(16));
+    assert_eq!(marked.version, original.version);
     assert_eq!(app.regenerations("aoai-write").await, [0, 1]);
+    let said = failed.message();
+    assert!(
+        said.contains("did not land") && said.contains("publishes it without regenerating"),
+        "{said}"
+    );
     let new_key = app.key("aoai-write", "key2").await;
 
     // Act: Key Vault recovers; Event Grid redelivers
