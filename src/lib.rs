@@ -13,6 +13,7 @@
 //! - [`engine`]: the rotation steps and invariants of DESIGN.md §3, and the sweep.
 //! - [`providers`]: the `KeyProvider` trait, its registry and one file per resource type.
 //! - [`store`]: the `SecretStore` trait and Key Vault through the official SDK.
+//! - [`lease`]: the cross-instance rotation lease (Blob Storage).
 //! - [`azure`]: the shared HTTP transport, credential selection, the Resource Manager client.
 //! - [`domain`]: names, ARM ids, slots, key values (never printable) and rotation tags.
 //! - [`clock`]: injected time. [`demo`]: `keyflip demo`, offline (feature `demo`).

@@ -2,8 +2,8 @@
 //!
 //! A call names its service, its operation (the REST operation id, e.g. `SetSecret`,
 //! `Accounts_RegenerateKey`, `Models_List`, `GetToken`), its target (vault, account or token
-//! audience), the status answered and, for data-plane calls, which key slot matched. Bodies and
-//! key values are never recorded.
+//! audience), the status answered and, for data-plane calls, which key slot matched. Blob lease
+//! calls also carry a [`LeaseCall`]. Bodies, key values and SAS signatures are never recorded.
 
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +15,29 @@ pub enum Service {
     Arm,
     Dataplane,
     Identity,
+    /// Azure Blob Storage, proxied to Azurite.
+    Storage,
+}
+
+/// What a blob or container lease call asked for and got, for reconstructing who held which
+/// lease when (Azurite's leases run on the wall clock, so these times are wall-clock ones).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseCall {
+    /// `acquire`, `renew`, `release`, `break` or `change`.
+    pub action: String,
+    /// `x-ms-lease-duration`: 15-60 seconds, or -1 for infinite (acquire only).
+    pub duration_seconds: Option<i64>,
+    /// `x-ms-lease-break-period` (break only).
+    pub break_period_seconds: Option<i64>,
+    /// The lease id Azurite granted, else the one the caller proposed or presented.
+    pub lease_id: Option<String>,
+    /// What Azurite answered; `status` of the call differs when an injected fault replaced it,
+    /// and is `None` when the call never reached Azurite.
+    pub upstream_status: Option<u16>,
+    /// Wall-clock milliseconds when the emulator received the call.
+    pub received_ms: i64,
+    /// Wall-clock milliseconds when Azurite's answer came back.
+    pub answered_ms: Option<i64>,
 }
 
 /// One call, as recorded.
@@ -39,6 +62,9 @@ pub struct Call {
     pub key_slot: Option<String>,
     /// Whether an injected fault produced the answer.
     pub faulted: bool,
+    /// For blob and container lease calls: what was asked and granted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<LeaseCall>,
 }
 
 /// The fields of a call known before it is answered.

@@ -37,6 +37,12 @@ pub struct EmulatorInfo {
     pub system_identity: Identity,
     /// A `KEYFLIP_CONNECT_TO` value sending every emulated host to the emulator.
     pub connect_to: String,
+    /// Where the certificate for the storage upstream (Azurite) was written, if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_cert_file: Option<String>,
+    /// Where that certificate's key was written, if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_key_file: Option<String>,
 }
 
 /// `GET /control/active-regenerations`: how many regenerations replaced a key that the latest
@@ -62,6 +68,7 @@ const EMULATED_SUFFIXES: &[&str] = &[
     ".openai.azure.com",
     ".cognitiveservices.azure.com",
     ".services.ai.azure.com",
+    ".blob.core.windows.net",
 ];
 
 /// Resolves every emulated host name to the emulator's address.

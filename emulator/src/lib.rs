@@ -4,7 +4,8 @@
 //! TLS with a certificate the emulator's own CA signed for the real host names, and routed by
 //! `Host`: `<vault>.vault.azure.net` (Key Vault secrets), `management.azure.com` (Resource
 //! Manager), `<account>.openai.azure.com`, `<account>.cognitiveservices.azure.com` and
-//! `<account>.services.ai.azure.com` (AI services data planes). A plain-HTTP connection to
+//! `<account>.services.ai.azure.com` (AI services data planes) and `<account>.blob.core.windows.net`
+//! (Blob Storage, proxied to a real Azurite). A plain-HTTP connection to
 //! `127.0.0.1`/`localhost` reaches the managed-identity endpoint (`/msi/token`, the App Service
 //! protocol) and the control API (`/control/...`).
 //!
@@ -21,12 +22,15 @@
 //! - [`operations`]: long-running (202) operations and their status bodies.
 //! - [`providers`]: one module per emulated resource type (ARM operations and data plane).
 //! - [`identity`]: the managed-identity token endpoint; [`token`] issues and checks the JWTs.
+//! - [`storage`]: Blob Storage by proxy to Azurite; [`azurite`]: finds, installs and runs the
+//!   pinned Azurite for tests.
 //! - [`faults`]: fault and latency injection; [`calls`]: the record of every call received.
 //! - [`control`]: the control API; [`seed`]: the seed document it and `--seed` accept.
 //! - [`client`]: typed helpers for tests: a control-API client and an HTTP client that trusts
 //!   the CA and connects every emulated host name to the emulator.
 
 pub mod arm;
+pub mod azurite;
 pub mod calls;
 pub mod client;
 pub mod control;
@@ -40,6 +44,7 @@ pub mod providers;
 pub mod request;
 pub mod seed;
 pub mod server;
+pub mod storage;
 pub mod tls;
 pub mod token;
 pub mod world;

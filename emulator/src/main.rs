@@ -1,5 +1,6 @@
-//! `keyflip-emulator`: starts the local stand-in of Azure, writes its CA, prints one JSON line
-//! with everything a client needs, and runs until killed.
+//! `keyflip-emulator`: starts the local stand-in of Azure, writes its CA (and the certificate
+//! and key it signed for the storage upstream), optionally starts Azurite behind its Blob
+//! Storage proxy, prints one JSON line with everything a client needs, and runs until killed.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,9 +17,14 @@ struct Args {
     /// Address to listen on; port 0 picks a free one.
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
-    /// Directory to write the CA certificate into (keyflip-emulator-ca.pem).
+    /// Directory to write the CA certificate into (keyflip-emulator-ca.pem), with the
+    /// certificate and key for the storage upstream beside it
+    /// (keyflip-emulator-upstream-cert.pem, keyflip-emulator-upstream-key.pem).
     #[arg(long)]
     ca_out: PathBuf,
+    /// Start the pinned Azurite (tools/azurite) and serve *.blob.core.windows.net through it.
+    #[arg(long)]
+    azurite: bool,
     /// A seed document (JSON) to load at start; see emulator/README.md.
     #[arg(long)]
     seed: Option<PathBuf>,
@@ -72,7 +78,24 @@ async fn run(args: Args) -> Result<(), String> {
     let ca_file = args.ca_out.join("keyflip-emulator-ca.pem");
     std::fs::write(&ca_file, emulator.ca_pem())
         .map_err(|e| format!("cannot write the CA to {}: {e}", ca_file.display()))?;
-    let info = emulator.info(Some(ca_file.display().to_string()));
+    let cert_file = args.ca_out.join("keyflip-emulator-upstream-cert.pem");
+    let key_file = args.ca_out.join("keyflip-emulator-upstream-key.pem");
+    std::fs::write(&cert_file, emulator.upstream_cert_pem()).map_err(|e| {
+        format!(
+            "cannot write the upstream certificate to {}: {e}",
+            cert_file.display()
+        )
+    })?;
+    std::fs::write(&key_file, emulator.upstream_key_pem())
+        .map_err(|e| format!("cannot write the upstream key to {}: {e}", key_file.display()))?;
+    let _azurite = if args.azurite {
+        Some(emulator.start_azurite(Vec::new()).map_err(|e| e.to_string())?)
+    } else {
+        None
+    };
+    let mut info = emulator.info(Some(ca_file.display().to_string()));
+    info.upstream_cert_file = Some(cert_file.display().to_string());
+    info.upstream_key_file = Some(key_file.display().to_string());
     let line = serde_json::to_string(&info).map_err(|e| e.to_string())?;
     println!("{line}");
     wait_for_termination().await;

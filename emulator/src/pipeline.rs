@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::http::header::RETRY_AFTER;
 use axum::response::{IntoResponse, Response};
 
-use crate::calls::{CallStart, Service};
+use crate::calls::{CallStart, LeaseCall, Service};
 use crate::error::{AzureError, default_code};
 use crate::faults::{FaultRule, Phase};
 use crate::world::Ctx;
@@ -24,6 +24,7 @@ pub struct Exchange {
     targets: Vec<String>,
     caller: Option<String>,
     key_slot: Option<String>,
+    lease: Option<LeaseCall>,
 }
 
 impl Exchange {
@@ -34,6 +35,7 @@ impl Exchange {
             targets,
             caller: None,
             key_slot: None,
+            lease: None,
         }
     }
 
@@ -49,6 +51,22 @@ impl Exchange {
     /// Notes which key slot a data-plane call authenticated with.
     pub fn set_key_slot(&mut self, slot: &str) {
         self.key_slot = Some(slot.to_string());
+    }
+
+    /// Notes what a lease call asked for.
+    pub fn set_lease(&mut self, lease: LeaseCall) {
+        self.lease = Some(lease);
+    }
+
+    /// Notes what the upstream answered a lease call (before any `after`-phase fault).
+    pub fn lease_answered(&mut self, status: u16, granted_lease_id: Option<String>, at_ms: i64) {
+        if let Some(lease) = self.lease.as_mut() {
+            lease.upstream_status = Some(status);
+            lease.answered_ms = Some(at_ms);
+            if granted_lease_id.is_some() {
+                lease.lease_id = granted_lease_id;
+            }
+        }
     }
 
     fn target_refs(&self) -> Vec<&str> {
@@ -101,6 +119,7 @@ impl Exchange {
             self.caller.clone(),
             self.key_slot.clone(),
             faulted,
+            self.lease.clone(),
         );
         response
     }
@@ -117,6 +136,7 @@ pub fn render_fault(service: Service, rule: &FaultRule) -> Response {
             status,
             &serde_json::json!({ "statusCode": status.as_u16(), "message": message }),
         ),
+        Service::Storage => crate::storage::storage_error(status, &code, &message),
         _ => AzureError::new(status, code, message).into_response(),
     };
     if let Some(seconds) = rule.retry_after_seconds
@@ -136,6 +156,14 @@ fn default_fault_text(service: Service, status: StatusCode) -> (String, String) 
         (Service::Arm, 429) => (
             "TooManyRequests".into(),
             "The request is being throttled as the limit has been reached for operation type. Please retry after the time in the Retry-After header.".into(),
+        ),
+        (Service::Storage, 503) => (
+            "ServerBusy".into(),
+            "The server is currently unable to receive requests. Please retry your request.".into(),
+        ),
+        (Service::Storage, 500) => (
+            "InternalError".into(),
+            "The server encountered an internal error. Please retry the request.".into(),
         ),
         (Service::Dataplane, code) => (
             code.to_string(),

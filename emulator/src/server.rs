@@ -1,6 +1,6 @@
 //! The emulator's listener: one port, TLS or plain HTTP per connection (sniffed from the first
 //! byte), requests routed by host to the emulated services, and the [`Emulator`] handle that
-//! starts and stops it.
+//! starts and stops it (and, for Blob Storage, the Azurite it forwards to).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,15 +19,17 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
+use crate::azurite::{Azurite, AzuriteAccount, AzuriteError, AzuriteOptions};
 use crate::client::EmulatorInfo;
 use crate::error::json_response;
 use crate::providers::cognitive_services::{self, DataPlaneHost};
 use crate::request::host;
 use crate::seed::{Seed, SeedError};
+use crate::storage::StorageUpstream;
 use crate::tls::{Pki, TlsError};
 use crate::token::TokenIssuer;
 use crate::world::{Ctx, Identity, Shared, random_bytes, random_guid, random_hex};
-use crate::{arm, control, identity, keyvault};
+use crate::{arm, control, identity, keyvault, storage};
 
 /// How to start an emulator.
 #[derive(Debug, Clone)]
@@ -61,11 +63,22 @@ pub enum StartError {
     Seed(#[from] SeedError),
 }
 
+/// Why the storage upstream could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageStartError {
+    #[error(transparent)]
+    Azurite(#[from] AzuriteError),
+    #[error("building the client for the storage upstream failed: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
 /// A running emulator; dropping it stops the listener.
 #[derive(Debug)]
 pub struct Emulator {
     addr: SocketAddr,
     ca_pem: String,
+    upstream_cert_pem: String,
+    upstream_key_pem: String,
     ctx: Ctx,
     stop: watch::Sender<bool>,
 }
@@ -76,6 +89,7 @@ enum Destination {
     KeyVault(String),
     ResourceManager,
     DataPlane(DataPlaneHost, String),
+    Storage(String),
     Local,
     Unknown,
 }
@@ -89,6 +103,9 @@ fn destination(host: &str) -> Destination {
     }
     if host == arm::HOST {
         return Destination::ResourceManager;
+    }
+    if let Some(account) = storage::account_of(host) {
+        return Destination::Storage(account);
     }
     if let Some((family, sub)) = DataPlaneHost::classify(host) {
         return Destination::DataPlane(family, sub);
@@ -134,6 +151,8 @@ impl Emulator {
         Ok(Self {
             addr,
             ca_pem: pki.ca_pem,
+            upstream_cert_pem: pki.upstream_cert_pem,
+            upstream_key_pem: pki.upstream_key_pem,
             ctx,
             stop,
         })
@@ -146,6 +165,34 @@ impl Emulator {
     /// The CA certificate (PEM) clients must trust.
     pub fn ca_pem(&self) -> &str {
         &self.ca_pem
+    }
+
+    /// The certificate (PEM) the CA signed for `127.0.0.1`/`localhost`, for the storage upstream.
+    pub fn upstream_cert_pem(&self) -> &str {
+        &self.upstream_cert_pem
+    }
+
+    /// That certificate's private key (PEM).
+    pub fn upstream_key_pem(&self) -> &str {
+        &self.upstream_key_pem
+    }
+
+    /// Forwards `*.blob.core.windows.net` calls to the Azurite at `addr` (HTTPS, with the
+    /// certificate of [`Self::upstream_cert_pem`]).
+    pub fn set_storage_upstream(&self, addr: SocketAddr) -> Result<(), reqwest::Error> {
+        let upstream = StorageUpstream::new(addr, &self.ca_pem)?;
+        self.ctx.set_storage_upstream(Some(upstream));
+        Ok(())
+    }
+
+    /// Starts an Azurite with the upstream certificate and the given extra accounts, and
+    /// forwards storage calls to it; keep the returned handle as long as the emulator.
+    pub fn start_azurite(&self, accounts: Vec<AzuriteAccount>) -> Result<Azurite, StorageStartError> {
+        let mut options = AzuriteOptions::from_pki(&self.upstream_cert_pem, &self.upstream_key_pem);
+        options.accounts = accounts;
+        let azurite = Azurite::start(&options)?;
+        self.set_storage_upstream(azurite.address())?;
+        Ok(azurite)
     }
 
     /// What a client needs to use this emulator; `ca_file` is where the CA was written, if it was.
@@ -161,9 +208,11 @@ impl Emulator {
             tenant_id: self.ctx.tokens.tenant_id().to_string(),
             system_identity: self.ctx.system_identity.clone(),
             connect_to: format!(
-                "*.vault.azure.net={a},management.azure.com={a},*.openai.azure.com={a},*.cognitiveservices.azure.com={a},*.services.ai.azure.com={a}",
+                "*.vault.azure.net={a},management.azure.com={a},*.openai.azure.com={a},*.cognitiveservices.azure.com={a},*.services.ai.azure.com={a},*.blob.core.windows.net={a}",
                 a = self.addr
             ),
+            upstream_cert_file: None,
+            upstream_key_file: None,
         }
     }
 
@@ -199,12 +248,13 @@ async fn dispatch(ctx: Ctx, local: Router, req: Request) -> Response {
         Destination::DataPlane(family, sub) => {
             cognitive_services::handle_data_plane(ctx, family, sub, req).await
         }
+        Destination::Storage(account) => storage::handle(ctx, account, req).await,
         Destination::Local => match local.oneshot(req).await {
             Ok(response) => response,
             Err(never) => match never {},
         },
         Destination::Unknown => misdirected(&format!(
-            "The emulator serves no host named '{host}'. It serves <vault>.vault.azure.net, management.azure.com, <account>.openai.azure.com, <account>.cognitiveservices.azure.com, <account>.services.ai.azure.com, and 127.0.0.1 (managed identity, control API)."
+            "The emulator serves no host named '{host}'. It serves <vault>.vault.azure.net, management.azure.com, <account>.openai.azure.com, <account>.cognitiveservices.azure.com, <account>.services.ai.azure.com, <account>.blob.core.windows.net, and 127.0.0.1 (managed identity, control API)."
         )),
     }
 }
@@ -280,6 +330,10 @@ mod tests {
         assert_eq!(
             destination("acct.cognitiveservices.azure.com"),
             Destination::DataPlane(DataPlaneHost::CognitiveServices, "acct".into())
+        );
+        assert_eq!(
+            destination("acct.blob.core.windows.net"),
+            Destination::Storage("acct".into())
         );
         assert_eq!(destination("localhost"), Destination::Local);
         assert_eq!(destination("example.com"), Destination::Unknown);

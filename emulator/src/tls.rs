@@ -4,6 +4,10 @@
 //! covers the real host names of every emulated service (wildcards for per-vault and
 //! per-account hosts) plus `localhost` and `127.0.0.1`, so clients keep full certificate
 //! validation and only add the CA to their trusted roots.
+//!
+//! The same CA also signs a second leaf, for `localhost` and `127.0.0.1` only, that the
+//! emulator hands to the Azurite it proxies storage calls to ([`crate::azurite`]): the
+//! emulator's proxy then trusts Azurite by the one CA it already has.
 
 use std::sync::Arc;
 
@@ -17,6 +21,7 @@ pub const SERVED_NAMES: &[&str] = &[
     "*.openai.azure.com",
     "*.cognitiveservices.azure.com",
     "*.services.ai.azure.com",
+    "*.blob.core.windows.net",
     "localhost",
     "127.0.0.1",
 ];
@@ -30,10 +35,18 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
 }
 
-/// The generated CA (its PEM, for clients) and the server-side TLS configuration.
+/// Host names of the leaf the emulator gives the storage emulator it proxies to.
+pub const UPSTREAM_NAMES: &[&str] = &["localhost", "127.0.0.1"];
+
+/// The generated CA (its PEM, for clients), the server-side TLS configuration, and a leaf
+/// certificate with its key for the local storage emulator ([`UPSTREAM_NAMES`]).
 pub struct Pki {
     pub ca_pem: String,
     pub server_config: Arc<rustls::ServerConfig>,
+    /// PEM of a certificate for [`UPSTREAM_NAMES`], signed by the CA.
+    pub upstream_cert_pem: String,
+    /// PEM (PKCS#8) of that certificate's private key.
+    pub upstream_key_pem: String,
 }
 
 impl std::fmt::Debug for Pki {
@@ -60,6 +73,14 @@ impl Pki {
             .push(DnType::CommonName, "keyflip emulator");
         let leaf = leaf_params.signed_by(&leaf_key, &ca)?;
 
+        let upstream_key = KeyPair::generate()?;
+        let mut upstream_params =
+            CertificateParams::new(UPSTREAM_NAMES.iter().map(|n| n.to_string()).collect::<Vec<_>>())?;
+        upstream_params
+            .distinguished_name
+            .push(DnType::CommonName, "keyflip emulator storage upstream");
+        let upstream = upstream_params.signed_by(&upstream_key, &ca)?;
+
         let chain = vec![
             CertificateDer::from(leaf.der().to_vec()),
             CertificateDer::from(ca.der().to_vec()),
@@ -74,6 +95,8 @@ impl Pki {
         Ok(Self {
             ca_pem: ca.pem(),
             server_config: Arc::new(config),
+            upstream_cert_pem: upstream.pem(),
+            upstream_key_pem: upstream_key.serialize_pem(),
         })
     }
 }

@@ -16,11 +16,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 
-use crate::calls::{Call, CallStart};
+use crate::calls::{Call, CallStart, LeaseCall};
 use crate::faults::Faults;
 use crate::keyvault::store::Vault;
 use crate::operations::{Operation, OperationAction, OperationStatus};
 use crate::providers::cognitive_services::Account;
+use crate::storage::StorageUpstream;
 use crate::token::{TokenIssuer, wall_now};
 
 /// A managed identity the token endpoint can issue tokens for.
@@ -111,6 +112,7 @@ impl World {
         caller: Option<String>,
         key_slot: Option<String>,
         faulted: bool,
+        lease: Option<LeaseCall>,
     ) {
         let seq = self.calls.len() as u64 + 1;
         let at = self.now();
@@ -127,6 +129,7 @@ impl World {
             caller,
             key_slot,
             faulted,
+            lease,
         });
     }
 
@@ -247,6 +250,8 @@ pub struct Shared {
     pub identity_header: String,
     /// The identity used when a token request names none.
     pub system_identity: Identity,
+    /// The Azurite that `*.blob.core.windows.net` calls are forwarded to, once one is set.
+    storage: Mutex<Option<StorageUpstream>>,
 }
 
 /// Handle to the shared state.
@@ -259,7 +264,24 @@ impl Shared {
             tokens,
             identity_header,
             system_identity,
+            storage: Mutex::new(None),
         }
+    }
+
+    /// The storage upstream, if one was set.
+    pub fn storage_upstream(&self) -> Option<StorageUpstream> {
+        self.storage
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Sets (or, with `None`, removes) the storage upstream.
+    pub fn set_storage_upstream(&self, upstream: Option<StorageUpstream>) {
+        *self
+            .storage
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = upstream;
     }
 
     /// Locks the world. A panic in another handler cannot leave it half-written in a way that

@@ -8,7 +8,9 @@
 //! every Functions app has) and, behind an explicit setting only, one process's memory
 //! ([`local`], exact when a single process rotates, as in the demo).
 
+pub mod blob;
 pub mod local;
+pub mod storage;
 
 use std::fmt;
 use std::sync::{Arc, Mutex};

@@ -11,6 +11,7 @@ mod guards;
 mod helpers;
 mod hostile;
 mod http_surface;
+mod lease;
 mod lifecycle;
 mod resilience;
 mod revoke;

@@ -11,3 +11,4 @@ mod identity;
 mod keyvault;
 mod lro;
 mod smoke;
+mod storage;
