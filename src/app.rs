@@ -17,7 +17,9 @@ use crate::clock::Clock;
 use crate::config::{LeaseMode, Settings};
 use crate::engine::{Engine, EngineSettings};
 use crate::lease::Leases;
+use crate::lease::blob::BlobLeases;
 use crate::lease::local::InProcessLeases;
+use crate::lease::storage::{CLIENT_ID, StorageAuth};
 use crate::providers::Providers;
 use crate::providers::cognitive_services::CognitiveServices;
 use crate::server::surface::AllowedHosts;
@@ -134,18 +136,42 @@ pub fn engine_with_providers(
     ))
 }
 
-/// The rotation lease `KEYFLIP_LEASE` asks for.
+/// The rotation lease `KEYFLIP_LEASE` asks for: blobs in the app's storage account (with
+/// keyflip's own credential when identity-based), or this process's memory.
 pub fn leases(
     settings: &Settings,
-    _access: &AzureAccess,
-    _credential: Arc<dyn TokenCredential>,
+    access: &AzureAccess,
+    credential: Arc<dyn TokenCredential>,
 ) -> Result<Arc<dyn Leases>, StartupError> {
-    match settings.lease {
-        LeaseMode::InProcess => Ok(Arc::new(InProcessLeases::default())),
-        LeaseMode::Storage => Err(StartupError::Lease(
-            "KEYFLIP_LEASE is storage (the default), but this build has no storage lease yet: set KEYFLIP_LEASE=in-process to run a single process".to_string(),
-        )),
+    let storage = match (settings.lease, &settings.storage) {
+        (LeaseMode::InProcess, _) => return Ok(Arc::new(InProcessLeases::default())),
+        (LeaseMode::Storage, Some(storage)) => storage,
+        (LeaseMode::Storage, None) => {
+            return Err(StartupError::Lease(
+                "AzureWebJobsStorage is not set: set it, or KEYFLIP_LEASE=in-process for a single process"
+                    .to_string(),
+            ));
+        }
+    };
+    if let StorageAuth::Identity {
+        client_id: Some(storage_client),
+    } = &storage.auth
+        && settings.managed_identity_client_id.as_deref() != Some(storage_client.as_str())
+    {
+        return Err(StartupError::Lease(format!(
+            "{CLIENT_ID} is {storage_client}, but KEYFLIP_MANAGED_IDENTITY_CLIENT_ID is {}: keyflip reaches storage with its one identity; set both to the same client id (or leave {CLIENT_ID} unset)",
+            settings
+                .managed_identity_client_id
+                .as_deref()
+                .unwrap_or("not set")
+        )));
     }
+    // Each storage call is bounded well inside the shortest invocation budget.
+    let call_timeout = (settings.event_budget / 3).min(Duration::from_secs(5));
+    let leases = BlobLeases::new(storage, Some(credential), access.client_options.clone())
+        .map_err(|e| StartupError::Lease(e.to_string()))?
+        .with_call_timeout(call_timeout);
+    Ok(Arc::new(leases))
 }
 
 /// The invocation budgets of the settings.

@@ -28,6 +28,7 @@ pub use crate::azure::transport::{ConnectTo, HostPattern};
 use crate::azure::transport::{TransportError, TransportSettings, load_ca_bundle};
 use crate::domain::{AllowedScope, AllowedScopes, Scope, VaultName};
 use crate::engine::EngineSettings;
+use crate::lease::storage::{AZURE_WEBJOBS_STORAGE, StorageConfig, StorageConfigError};
 
 pub const KEYFLIP_VAULTS: &str = "KEYFLIP_VAULTS";
 pub const KEYFLIP_ALLOWED_SCOPES: &str = "KEYFLIP_ALLOWED_SCOPES";
@@ -141,6 +142,9 @@ pub struct Settings {
     pub port: Option<u16>,
     /// `KEYFLIP_LEASE`: `storage` (default) or `in-process`.
     pub lease: LeaseMode,
+    /// `AzureWebJobsStorage` (or its identity-based `__` settings): where the leases live;
+    /// always present when `lease` is [`LeaseMode::Storage`].
+    pub storage: Option<StorageConfig>,
 }
 
 /// A setting that cannot be used. The value shown is the offending one (settings hold no
@@ -162,6 +166,8 @@ pub enum ConfigError {
         path: PathBuf,
         source: TransportError,
     },
+    #[error("{0}")]
+    Storage(#[from] StorageConfigError),
     #[error("{} settings are invalid:\n{}", .0.len(), bullet_list(.0))]
     Several(Vec<ConfigError>),
 }
@@ -173,6 +179,7 @@ impl ConfigError {
             Self::Missing { setting, .. }
             | Self::Invalid { setting, .. }
             | Self::CaBundle { setting, .. } => setting,
+            Self::Storage(e) => e.setting(),
             Self::Several(errors) => errors.first().map(Self::setting).unwrap_or_default(),
         }
     }
@@ -219,6 +226,14 @@ fn parse_lease(v: Vars<'_>) -> Result<LeaseMode, ConfigError> {
             "storage (a blob lease in AzureWebJobsStorage, the default) or in-process (one process only, e.g. the demo)",
         )),
     }
+}
+
+/// The lease storage, required unless `KEYFLIP_LEASE=in-process`.
+fn parse_storage(vars: &HashMap<String, String>) -> Result<StorageConfig, ConfigError> {
+    StorageConfig::from_vars(vars)?.ok_or(ConfigError::Missing {
+        setting: AZURE_WEBJOBS_STORAGE,
+        expected: "the app's storage account, which holds the rotation leases: a connection string with an AccountKey, UseDevelopmentStorage=true (Azurite), or identity-based AzureWebJobsStorage__accountName / AzureWebJobsStorage__blobServiceUri; or set KEYFLIP_LEASE=in-process when a single process rotates".to_string(),
+    })
 }
 
 /// Long values are cut so one bad setting does not flood the log.
@@ -311,6 +326,10 @@ impl Settings {
             .unwrap_or(1);
         let port = p.check(parse_port(v)).flatten();
         let lease = p.check(parse_lease(v)).unwrap_or(LeaseMode::Storage);
+        let storage = match lease {
+            LeaseMode::Storage => p.check(parse_storage(vars)),
+            LeaseMode::InProcess => None,
+        };
         p.finish()?;
         // Always present once no problem was found; the branch only avoids an unwrap.
         let Some(arm_endpoint) = arm_endpoint else {
@@ -336,6 +355,7 @@ impl Settings {
             max_invocations,
             port,
             lease,
+            storage,
         })
     }
 
@@ -980,7 +1000,32 @@ mod tests {
                 KEYFLIP_ALLOWED_SCOPES.to_string(),
                 format!("/subscriptions/{SUB}"),
             ),
+            (
+                AZURE_WEBJOBS_STORAGE.to_string(),
+                "UseDevelopmentStorage=true".to_string(),
+            ),
         ])
+    }
+
+    #[test]
+    fn the_lease_storage_is_required_unless_the_lease_is_in_process() {
+        let mut vars = base();
+        vars.remove(AZURE_WEBJOBS_STORAGE);
+        let e = Settings::from_vars(&vars).unwrap_err();
+        assert_eq!(e.setting(), AZURE_WEBJOBS_STORAGE, "{e}");
+        assert!(e.to_string().contains("KEYFLIP_LEASE=in-process"), "{e}");
+        vars.insert(KEYFLIP_LEASE.into(), "in-process".into());
+        assert!(Settings::from_vars(&vars).unwrap().storage.is_none());
+        let identity = ok(&[
+            (AZURE_WEBJOBS_STORAGE, ""),
+            ("AzureWebJobsStorage__accountName", "mystorage"),
+        ]);
+        assert_eq!(
+            identity.storage.unwrap().blob_endpoint.as_str(),
+            "https://mystorage.blob.core.windows.net/"
+        );
+        let bad = err(&[(AZURE_WEBJOBS_STORAGE, "AccountName=x")]);
+        assert_eq!(bad.setting(), AZURE_WEBJOBS_STORAGE, "{bad}");
     }
 
     fn with(pairs: &[(&str, &str)]) -> HashMap<String, String> {
@@ -1066,10 +1111,13 @@ mod tests {
     fn both_required_settings_missing_are_named_together() {
         let e = Settings::from_vars(&HashMap::new()).unwrap_err();
         let names: Vec<_> = e.problems().iter().map(|p| p.setting()).collect();
-        assert_eq!(names, [KEYFLIP_VAULTS, KEYFLIP_ALLOWED_SCOPES]);
+        assert_eq!(
+            names,
+            [KEYFLIP_VAULTS, KEYFLIP_ALLOWED_SCOPES, AZURE_WEBJOBS_STORAGE]
+        );
         let text = e.to_string();
         assert!(
-            text.starts_with("2 settings are invalid:\n  - KEYFLIP_VAULTS is not set"),
+            text.starts_with("3 settings are invalid:\n  - KEYFLIP_VAULTS is not set"),
             "{text}"
         );
         assert!(text.contains("\n  - KEYFLIP_ALLOWED_SCOPES is not set"), "{text}");
