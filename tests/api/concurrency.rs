@@ -5,7 +5,7 @@
 use emulator::faults::{FaultRule, LatencyRule, Phase};
 use keyflip::domain::key::{ApiKey, fingerprint};
 use keyflip::domain::{SecretName, VaultName};
-use keyflip::lease::{LeaseKey, Leases};
+use keyflip::lease::LeaseKey;
 use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -23,8 +23,16 @@ fn lease_key(secret: &str) -> LeaseKey {
 
 #[tokio::test]
 async fn a_lease_held_elsewhere_stops_every_trigger_before_any_resource_call() {
+    held_lease_stops_every_trigger(spawn_app().await).await;
+}
+
+#[tokio::test]
+async fn a_blob_lease_held_by_another_instance_stops_every_trigger_before_any_resource_call() {
+    held_lease_stops_every_trigger(spawn_app_with_storage_lease(&[]).await).await;
+}
+
+async fn held_lease_stops_every_trigger(app: TestApp) {
     // Arrange: another rotation (instance, trigger or CLI) holds the secret's lease
-    let app = spawn_app().await;
     app.seed_account("aoai-held", "OpenAI").await;
     app.seed_secret(SecretSpec::new("held", "aoai-held")).await;
     let held = app.leases.acquire(&lease_key("HELD")).await.unwrap();
@@ -274,4 +282,171 @@ async fn a_publish_that_times_out_is_re_read_marked_and_resumed_without_regenera
         app.latest("slowkv").await.value,
         app.key("aoai-slowkv", "key2").await
     );
+}
+
+#[tokio::test]
+async fn storage_that_cannot_lease_fails_the_rotation_transiently_and_nothing_is_touched() {
+    // Arrange: every lease call fails (Storage is busy)
+    let app = spawn_app_with_storage_lease(&[]).await;
+    app.seed_account("aoai-nostore", "OpenAI").await;
+    app.seed_secret(SecretSpec::new("nostore", "aoai-nostore")).await;
+    app.control
+        .fault(&FaultRule::new("Blob_AcquireLease", 503, 100))
+        .await
+        .unwrap();
+
+    // Act
+    let event = app.deliver_for_latest(NEAR_EXPIRY, "nostore").await;
+    let manual = app.manual(VAULT, "nostore", "").await;
+
+    // Assert: a transient failure that says keyflip never rotates without the lease
+    assert_eq!(
+        (event.status, event.outcome()),
+        (500, "failed:transient"),
+        "{:?}",
+        event.body
+    );
+    assert!(
+        event.message().contains("never rotates without it"),
+        "{}",
+        event.message()
+    );
+    assert_eq!(manual.status, 503, "{:?}", manual.body);
+    assert!(app.writes().await.is_empty(), "{:?}", app.writes().await);
+    assert_eq!(app.regenerations("aoai-nostore").await, [0, 0]);
+
+    // Act: storage recovers
+    app.control.clear_faults().await.unwrap();
+    let retried = app.deliver_for_latest(NEAR_EXPIRY, "nostore").await;
+
+    // Assert: one rotation, its lease released at the end
+    assert_eq!(
+        (retried.status, retried.outcome()),
+        (200, "rotated"),
+        "{:?}",
+        retried.body
+    );
+    let released = app.control.calls(Some("Blob_ReleaseLease")).await.unwrap();
+    assert_eq!(
+        released.iter().filter(|c| c.status == 200).count(),
+        1,
+        "{released:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_lease_lost_mid_rotation_stops_it_before_its_next_write() {
+    // Arrange: a new key that works only after 60 s (the emulator's clock is frozen), and a
+    // manual budget long enough for a renewal to run
+    let app = spawn_app_with_storage_lease(&[("KEYFLIP_MANUAL_BUDGET_SECONDS", "20")]).await;
+    app.seed_account_with(
+        json!({"name": "aoai-lost-lease", "kind": "OpenAI", "key_activation_delay_seconds": 60}),
+    )
+    .await;
+    app.seed_secret(SecretSpec::new("lostlease", "aoai-lost-lease"))
+        .await;
+    let url = format!("http://{}/api/rotate/{VAULT}/lostlease", app.address);
+    let http = app.http.clone();
+    let rotation = tokio::spawn(async move { http.post(url).send().await });
+
+    // Act: once the slot is regenerated and marked, someone breaks the lease (as an operator
+    // or a stuck-lease tool would); the next renewal finds it gone; then the key starts working
+    let control = app.control.clone();
+    wait_for(|| async { !control.calls(Some("UpdateSecret")).await.unwrap().is_empty() }).await;
+    app.break_lease("lostlease").await;
+    wait_for(|| async {
+        control
+            .calls(Some("Blob_RenewLease"))
+            .await
+            .unwrap()
+            .iter()
+            .any(|c| c.status >= 400)
+    })
+    .await;
+    app.advance(61).await;
+    let answer = rotation.await.unwrap().unwrap();
+
+    // Assert: the rotation stopped before publishing: no new version, the mark stays for the
+    // next rotation to resume
+    assert_eq!(answer.status(), 503);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    let message = body["message"].as_str().unwrap_or_default().to_string();
+    assert!(message.contains("lease was lost"), "{body}");
+    assert!(app.control.calls(Some("SetSecret")).await.unwrap().is_empty());
+    assert_eq!(app.latest("lostlease").await.tag("PendingSlot"), Some("key2"));
+
+    // Act: the next rotation takes the lease again and resumes
+    let rerun = app.manual(VAULT, "lostlease", "").await;
+    assert_eq!(
+        (rerun.status, rerun.outcome()),
+        (200, "rotated"),
+        "{:?}",
+        rerun.body
+    );
+    assert_eq!(app.regenerations("aoai-lost-lease").await, [0, 1]);
+}
+
+/// Polls `ready` (real time: the lease runs on storage's clock) for up to 30 s.
+async fn wait_for<F, Fut>(ready: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..300 {
+        if ready().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the condition was not reached in 30 s");
+}
+
+#[tokio::test]
+async fn a_regeneration_that_outlives_the_budget_ends_pending_and_is_resumed_never_resent() {
+    // Arrange: the account's regenerations are long-running and end 30 s later (emulator clock)
+    let app = spawn_app().await;
+    app.seed_account("aoai-lro", "OpenAI").await;
+    app.seed_secret(SecretSpec::new("lro", "aoai-lro")).await;
+    let old_idle = app.key("aoai-lro", "key2").await;
+    let setting: emulator::operations::LongRunning =
+        serde_json::from_value(json!({"complete_after_seconds": 30})).unwrap();
+    app.control
+        .set_long_running("aoai-lro", Some(&setting))
+        .await
+        .unwrap();
+
+    // Act: the operation outlives the event's budget
+    let first = app.deliver_for_latest(NEAR_EXPIRY, "lro").await;
+
+    // Assert: pending, marked with the old key's fingerprint and no proof (no new key yet)
+    assert_eq!(
+        (first.status, first.outcome()),
+        (500, "pending"),
+        "{:?}",
+        first.body
+    );
+    let marked = app.latest("lro").await;
+    assert_eq!(
+        marked.tag("PendingFrom"),
+        Some(fingerprint(&ApiKey::new(old_idle.as_str())).as_str())
+    );
+    assert_eq!(marked.tag("PendingProof"), None);
+
+    // Act: a redelivery while it still runs, then one after it ended
+    let early = app.deliver_for_latest(NEAR_EXPIRY, "lro").await;
+    app.advance(31).await;
+    let late = app.deliver_for_latest(NEAR_EXPIRY, "lro").await;
+
+    // Assert: still pending, then published; regenerateKey was sent exactly once
+    assert_eq!(
+        (early.status, early.outcome()),
+        (500, "pending"),
+        "{:?}",
+        early.body
+    );
+    assert_eq!((late.status, late.outcome()), (200, "rotated"), "{:?}", late.body);
+    let sent = app.control.calls(Some("Accounts_RegenerateKey")).await.unwrap();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(app.latest("lro").await.value, app.key("aoai-lro", "key2").await);
+    assert_eq!(app.control.active_regenerations().await.unwrap().count, 0);
 }

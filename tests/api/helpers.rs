@@ -17,6 +17,7 @@ use emulator::{ControlClient, Emulator, EmulatorInfo, EmulatorOptions};
 use keyflip::app::{self, AzureAccess};
 use keyflip::clock::ManualClock;
 use keyflip::config::Settings;
+use keyflip::lease::Leases;
 use keyflip::lease::local::InProcessLeases;
 use keyflip::providers::Providers;
 use keyflip::server::{self, ServerLimits};
@@ -156,8 +157,11 @@ pub struct TestApp {
     /// HTTPS to the emulated Azure hosts.
     pub azure: reqwest::Client,
     pub dir: PathBuf,
-    /// The app's rotation leases (in-process here): a test takes one to be "another rotation".
-    pub leases: InProcessLeases,
+    /// The app's rotation leases as another instance sees them: a test takes one to be
+    /// "another rotation".
+    pub leases: Arc<dyn Leases>,
+    /// The Azurite behind the emulator's storage proxy, when the app leases in storage.
+    pub azurite: Option<emulator::azurite::Azurite>,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -208,7 +212,17 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
 
 /// [`spawn_app_with`], the server bounded by `limits`.
 pub async fn spawn_app_with_limits(overrides: &[(&str, &str)], limits: ServerLimits) -> TestApp {
-    spawn(overrides, limits, Box::new(|providers| providers)).await
+    spawn(overrides, limits, Box::new(|providers| providers), false).await
+}
+
+/// The app with the production lease: blobs in a real Azurite behind the emulator's storage
+/// proxy (`AzureWebJobsStorage__accountName`, tokens from keyflip's credential).
+pub async fn spawn_app_with_storage_lease(overrides: &[(&str, &str)]) -> TestApp {
+    let limits = ServerLimits {
+        drain: Duration::from_secs(5),
+        ..ServerLimits::default()
+    };
+    spawn(overrides, limits, Box::new(|providers| providers), true).await
 }
 
 /// Starts the app with its providers wrapped by `wrap` (the production ones are passed in).
@@ -220,17 +234,19 @@ pub async fn spawn_app_with_providers(
         drain: Duration::from_secs(5),
         ..ServerLimits::default()
     };
-    spawn(overrides, limits, wrap).await
+    spawn(overrides, limits, wrap, false).await
 }
 
 async fn spawn(
     overrides: &[(&str, &str)],
     limits: ServerLimits,
     wrap: Box<dyn FnOnce(Providers) -> Providers>,
+    storage: bool,
 ) -> TestApp {
     let emulator = Emulator::start(EmulatorOptions::default())
         .await
         .expect("emulator starts");
+    let azurite = storage.then(|| emulator.start_azurite(Vec::new()).expect("Azurite starts"));
     let info = emulator.info(None);
     let control = ControlClient::new(&info.control_url);
     let now = OffsetDateTime::now_utc().unix_timestamp();
@@ -246,6 +262,13 @@ async fn spawn(
     let ca_file = dir.join("emulator-ca.pem");
     std::fs::write(&ca_file, &info.ca_pem).expect("CA written");
     let mut vars = base_vars(&info, &ca_file);
+    if storage {
+        vars.insert("KEYFLIP_LEASE".into(), "storage".into());
+        vars.insert(
+            "AzureWebJobsStorage__accountName".into(),
+            "devstoreaccount1".into(),
+        );
+    }
     for (k, v) in overrides {
         vars.insert(k.to_string(), v.to_string());
     }
@@ -256,7 +279,15 @@ async fn spawn(
     let access = AzureAccess::new(&settings).expect("transport");
     let credential: Arc<dyn TokenCredential> = Arc::new(ControlCredential(control.clone()));
     let providers = wrap(app::providers(&settings, &access, credential.clone()));
-    let leases = InProcessLeases::default();
+    let leases: Arc<dyn Leases> = match storage {
+        true => app::leases(&settings, &access, credential.clone()).expect("blob leases"),
+        false => Arc::new(InProcessLeases::default()),
+    };
+    // Another instance's view of the same leases (for storage: its own client).
+    let other_instance: Arc<dyn Leases> = match storage {
+        true => app::leases(&settings, &access, credential.clone()).expect("blob leases"),
+        false => leases.clone(),
+    };
     let engine = app::engine_with_providers(
         &settings,
         engine_settings,
@@ -264,7 +295,7 @@ async fn spawn(
         credential,
         clock.clone(),
         providers,
-        Arc::new(leases.clone()),
+        leases,
     )
     .expect("engine");
 
@@ -291,8 +322,40 @@ async fn spawn(
         http,
         azure,
         dir,
-        leases,
+        leases: other_instance,
+        azurite,
         _stop: stop,
+    }
+}
+
+impl TestApp {
+    /// Breaks the lease of a secret in [`VAULT`] at once, as an operator with the SDK would.
+    pub async fn break_lease(&self, secret: &str) {
+        use azure_storage_blob::models::BlobClientBreakLeaseOptions;
+        use azure_storage_blob::{BlobClient, BlobClientOptions};
+        let url = format!(
+            "https://devstoreaccount1.blob.core.windows.net/keyflip-locks/{VAULT}/{}",
+            secret.to_ascii_lowercase()
+        );
+        let settings =
+            Settings::from_vars(&base_vars(&self.info, &self.dir.join("emulator-ca.pem"))).expect("settings");
+        let access = AzureAccess::new(&settings).expect("transport");
+        let client = BlobClient::new(
+            url.parse().expect("url"),
+            Some(Arc::new(ControlCredential(self.control.clone()))),
+            Some(BlobClientOptions {
+                client_options: access.client_options.clone(),
+                version: keyflip::lease::blob::BLOB_API_VERSION.into(),
+            }),
+        )
+        .expect("blob client");
+        client
+            .break_lease(Some(BlobClientBreakLeaseOptions {
+                break_period: Some(0),
+                ..Default::default()
+            }))
+            .await
+            .expect("lease broken");
     }
 }
 

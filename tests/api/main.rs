@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod attacks;
+mod budgets;
 mod cli;
 mod concurrency;
 mod events;
