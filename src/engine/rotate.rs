@@ -80,7 +80,7 @@ fn provider_failure(error: ProviderError, doing: &str) -> Finish {
             FailReason::Misconfigured,
             format!("{doing}: {m}; check the secret's ProviderAddress tag"),
         ),
-        ProviderError::Transient(m) | ProviderError::Uncertain(m) => failed(
+        ProviderError::Transient(m) | ProviderError::Uncertain(m) | ProviderError::Running(m) => failed(
             FailReason::Transient,
             format!("{doing}: {m}; a retry will resume"),
         ),
@@ -1300,6 +1300,12 @@ impl Engine {
                             .await);
                     }
                 }
+            }
+            // Accepted, and it may still land: never regenerate again while it might.
+            Ok(Err(ProviderError::Running(why))) => {
+                return Err(self
+                    .mark_unfinished(request, secret, plan, before, now, &why, writes, deadline)
+                    .await);
             }
             Ok(Err(e)) => return Err(provider_failure(e, &format!("regenerating {}", plan.idle_tag))),
             Err(_) => {

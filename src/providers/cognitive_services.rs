@@ -6,7 +6,7 @@
 //! `regenerateKey` is sent once ([`ArmClient::post_once`]); a 202 is followed to its end
 //! ([`ArmClient::wait`]) and the keys are then read with `listKeys`. A regeneration whose
 //! outcome is unknown (its answer lost, its operation not followed to the end) is
-//! [`ProviderError::Uncertain`]; one that ended `Failed`/`Canceled` left the key as it was and
+//! [`ProviderError::Uncertain`] (or, for an accepted operation that cannot be followed, [`ProviderError::Running`]); one that ended `Failed`/`Canceled` left the key as it was and
 //! is `Transient`.
 //!
 //! A check exists only where one is documented and trustworthy: `OpenAI` and `AIServices` list
@@ -303,7 +303,7 @@ impl KeyProvider for CognitiveServices {
                     OperationError::Ended { .. } => ProviderError::Transient(format!(
                         "{doing} {resource}: the regeneration failed ({e}); the key is unchanged, and retrying is safe"
                     )),
-                    OperationError::Unfollowable(m) => ProviderError::Uncertain(format!(
+                    OperationError::Unfollowable(m) => ProviderError::Running(format!(
                         "{doing} {resource}: the regeneration was accepted but could not be followed to its end ({m}); it may or may not take effect"
                     )),
                 })?;
@@ -744,8 +744,8 @@ mod tests {
             let error = provider.regenerate(&id, Slot::Second).await.unwrap_err();
 
             // Assert: refused before any poll; the regeneration may still happen
-            let ProviderError::Uncertain(message) = &error else {
-                panic!("{base}: expected Uncertain, got {error:?}");
+            let ProviderError::Running(message) = &error else {
+                panic!("{base}: expected Running, got {error:?}");
             };
             assert!(
                 message.contains("Azure-AsyncOperation")

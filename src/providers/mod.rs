@@ -85,6 +85,11 @@ pub enum ProviderError {
     /// before it is trusted either way.
     #[error("{0}")]
     Uncertain(String),
+    /// Only from [`KeyProvider::regenerate`]: a long-running regeneration was accepted but
+    /// could not be followed to its end; it may still take effect later, so the slot must not
+    /// be regenerated again while it might.
+    #[error("{0}")]
+    Running(String),
 }
 
 /// One dual-key resource type.

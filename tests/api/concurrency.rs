@@ -450,3 +450,54 @@ async fn a_regeneration_that_outlives_the_budget_ends_pending_and_is_resumed_nev
     assert_eq!(app.latest("lro").await.value, app.key("aoai-lro", "key2").await);
     assert_eq!(app.control.active_regenerations().await.unwrap().count, 0);
 }
+
+#[tokio::test]
+async fn an_accepted_regeneration_that_cannot_be_followed_is_marked_and_never_resent() {
+    // Arrange: the 202 points its poll URLs at another host, which keyflip never calls
+    let app = spawn_app().await;
+    app.seed_account("aoai-elsewhere", "OpenAI").await;
+    app.seed_secret(SecretSpec::new("elsewhere", "aoai-elsewhere"))
+        .await;
+    let setting: emulator::operations::LongRunning = serde_json::from_value(
+        json!({"complete_after_seconds": 5, "poll_base": "https://attacker.example.net"}),
+    )
+    .unwrap();
+    app.control
+        .set_long_running("aoai-elsewhere", Some(&setting))
+        .await
+        .unwrap();
+
+    // Act
+    let first = app.deliver_for_latest(NEAR_EXPIRY, "elsewhere").await;
+    let again = app.deliver_for_latest(NEAR_EXPIRY, "elsewhere").await;
+
+    // Assert: pending (it may still land), and the redelivery does not send it again
+    assert_eq!(
+        (first.status, first.outcome()),
+        (500, "pending"),
+        "{:?}",
+        first.body
+    );
+    assert!(first.message().contains("did not call it"), "{}", first.message());
+    assert_eq!(
+        (again.status, again.outcome()),
+        (500, "pending"),
+        "{:?}",
+        again.body
+    );
+    let sent = app.control.calls(Some("Accounts_RegenerateKey")).await.unwrap();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+
+    // Act: it lands; the next delivery publishes it
+    app.advance(6).await;
+    let late = app.deliver_for_latest(NEAR_EXPIRY, "elsewhere").await;
+    assert_eq!((late.status, late.outcome()), (200, "rotated"), "{:?}", late.body);
+    assert_eq!(
+        app.control
+            .calls(Some("Accounts_RegenerateKey"))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
