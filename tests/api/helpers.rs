@@ -17,9 +17,11 @@ use emulator::{ControlClient, Emulator, EmulatorInfo, EmulatorOptions};
 use keyflip::app::{self, AzureAccess};
 use keyflip::clock::ManualClock;
 use keyflip::config::Settings;
+use keyflip::domain::key::ApiKey;
+use keyflip::domain::{ArmResourceId, Slot};
 use keyflip::lease::Leases;
 use keyflip::lease::local::InProcessLeases;
-use keyflip::providers::Providers;
+use keyflip::providers::{KeyPair, KeyProvider, ProviderError, Providers, ResourceInfo, Verification};
 use keyflip::server::{self, ServerLimits};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -357,6 +359,67 @@ impl TestApp {
             .await
             .expect("lease broken");
     }
+}
+
+/// The production provider, except that a regeneration `panics_when` says so panics (with a key
+/// value in its message, as a slicing bug over a key would): a crash at that exact point.
+pub struct PanicsWhen<F> {
+    pub real: Arc<dyn KeyProvider>,
+    pub panics_when: F,
+}
+
+impl<F> std::fmt::Debug for PanicsWhen<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PanicsWhen")
+    }
+}
+
+#[async_trait::async_trait]
+impl<F> KeyProvider for PanicsWhen<F>
+where
+    F: Fn(&ArmResourceId, Slot) -> bool + Send + Sync,
+{
+    fn name(&self) -> &'static str {
+        self.real.name()
+    }
+    fn slot_from_tag(&self, tag: &str) -> Option<Slot> {
+        self.real.slot_from_tag(tag)
+    }
+    fn slot_tag(&self, slot: Slot) -> &'static str {
+        self.real.slot_tag(slot)
+    }
+    async fn describe(&self, resource: &ArmResourceId) -> Result<ResourceInfo, ProviderError> {
+        self.real.describe(resource).await
+    }
+    async fn list_keys(&self, resource: &ArmResourceId) -> Result<KeyPair, ProviderError> {
+        self.real.list_keys(resource).await
+    }
+    async fn regenerate(&self, resource: &ArmResourceId, slot: Slot) -> Result<KeyPair, ProviderError> {
+        if (self.panics_when)(resource, slot) {
+            let keys = self.real.list_keys(resource).await?;
+            panic!("index out of range in key {}", keys.first.expose());
+        }
+        self.real.regenerate(resource, slot).await
+    }
+    async fn verify(&self, info: &ResourceInfo, key: &ApiKey) -> Verification {
+        self.real.verify(info, key).await
+    }
+}
+
+/// The app, its provider wrapped in [`PanicsWhen`].
+pub async fn spawn_app_panicking_when<F>(panics_when: F) -> TestApp
+where
+    F: Fn(&ArmResourceId, Slot) -> bool + Send + Sync + 'static,
+{
+    spawn_app_with_providers(
+        &[],
+        Box::new(move |providers| {
+            let id = ArmResourceId::parse(&TestApp::provider_address("any")).unwrap();
+            let real = providers.for_resource(&id).unwrap();
+            Providers::new(Arc::new(PanicsWhen { real, panics_when }))
+        }),
+    )
+    .await
 }
 
 /// The operations that change a key or a secret.

@@ -6,13 +6,12 @@
 //! resource named by two secrets, and a panic in one rotation stops no other (I10).
 
 use emulator::calls::Service;
-use keyflip::domain::{ApiKey, ArmResourceId, Slot};
-use keyflip::providers::{KeyPair, KeyProvider, ProviderError, Providers, ResourceInfo, Verification};
+use keyflip::domain::ApiKey;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    RESOURCE_GROUP, SUBSCRIPTION, SecretSpec, TestApp, VAULT, spawn_app, spawn_app_with,
-    spawn_app_with_providers,
+    RESOURCE_GROUP, SUBSCRIPTION, SecretSpec, TestApp, VAULT, spawn_app, spawn_app_panicking_when,
+    spawn_app_with,
 };
 
 const NEAR_EXPIRY: &str = "SecretNearExpiry";
@@ -436,54 +435,10 @@ async fn the_sweep_refuses_a_resource_named_by_two_secrets_and_says_which() {
     assert_eq!(app.regenerations("aoai-shared").await, [0, 0]);
 }
 
-/// A provider that panics while regenerating one account's key, with a key value in the panic
-/// message (as a slicing bug over a key would), and otherwise is the production provider.
-#[derive(Debug)]
-pub struct PanicsOn {
-    pub real: std::sync::Arc<dyn KeyProvider>,
-    pub account: &'static str,
-}
-
-#[async_trait::async_trait]
-impl KeyProvider for PanicsOn {
-    fn name(&self) -> &'static str {
-        self.real.name()
-    }
-    fn slot_from_tag(&self, tag: &str) -> Option<Slot> {
-        self.real.slot_from_tag(tag)
-    }
-    fn slot_tag(&self, slot: Slot) -> &'static str {
-        self.real.slot_tag(slot)
-    }
-    async fn describe(&self, resource: &ArmResourceId) -> Result<ResourceInfo, ProviderError> {
-        self.real.describe(resource).await
-    }
-    async fn list_keys(&self, resource: &ArmResourceId) -> Result<KeyPair, ProviderError> {
-        self.real.list_keys(resource).await
-    }
-    async fn regenerate(&self, resource: &ArmResourceId, slot: Slot) -> Result<KeyPair, ProviderError> {
-        if resource.name() == self.account {
-            let keys = self.real.list_keys(resource).await?;
-            panic!("index out of range in key {}", keys.first.expose());
-        }
-        self.real.regenerate(resource, slot).await
-    }
-    async fn verify(&self, info: &ResourceInfo, key: &ApiKey) -> Verification {
-        self.real.verify(info, key).await
-    }
-}
-
-/// The app, with the production provider wrapped so that regenerating `account`'s key panics.
+/// The app, with the production provider wrapped so that regenerating `account`'s key panics,
+/// with a key value in the panic message (as a slicing bug over a key would).
 pub async fn spawn_app_panicking_on(account: &'static str) -> TestApp {
-    spawn_app_with_providers(
-        &[],
-        Box::new(move |providers| {
-            let id = ArmResourceId::parse(&TestApp::provider_address("any")).unwrap();
-            let real = providers.for_resource(&id).unwrap();
-            Providers::new(std::sync::Arc::new(PanicsOn { real, account }))
-        }),
-    )
-    .await
+    spawn_app_panicking_when(move |resource, _| resource.name() == account).await
 }
 
 #[tokio::test]

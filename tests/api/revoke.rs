@@ -5,9 +5,8 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use keyflip::domain::Slot;
 use keyflip::domain::key::{ApiKey, mark_proof};
-use keyflip::domain::{ArmResourceId, Slot};
-use keyflip::providers::{KeyPair, KeyProvider, ProviderError, Providers, ResourceInfo, Verification};
 
 use crate::helpers::*;
 
@@ -64,57 +63,14 @@ async fn an_unknown_mode_is_refused_before_anything_runs() {
     assert!(app.writes().await.is_empty());
 }
 
-/// The production provider, but the first regeneration of key1 (the leaked slot) crashes the
-/// rotation, as a kill between the publish and the second regenerate would.
-#[derive(Debug)]
-struct CrashesOnceOnKey1 {
-    real: std::sync::Arc<dyn KeyProvider>,
-    crashed: AtomicBool,
-}
-
-#[async_trait::async_trait]
-impl KeyProvider for CrashesOnceOnKey1 {
-    fn name(&self) -> &'static str {
-        self.real.name()
-    }
-    fn slot_from_tag(&self, tag: &str) -> Option<Slot> {
-        self.real.slot_from_tag(tag)
-    }
-    fn slot_tag(&self, slot: Slot) -> &'static str {
-        self.real.slot_tag(slot)
-    }
-    async fn describe(&self, resource: &ArmResourceId) -> Result<ResourceInfo, ProviderError> {
-        self.real.describe(resource).await
-    }
-    async fn list_keys(&self, resource: &ArmResourceId) -> Result<KeyPair, ProviderError> {
-        self.real.list_keys(resource).await
-    }
-    async fn regenerate(&self, resource: &ArmResourceId, slot: Slot) -> Result<KeyPair, ProviderError> {
-        if slot == Slot::First && !self.crashed.swap(true, Ordering::SeqCst) {
-            panic!("killed between the publish and the second regenerate");
-        }
-        self.real.regenerate(resource, slot).await
-    }
-    async fn verify(&self, info: &ResourceInfo, key: &ApiKey) -> Verification {
-        self.real.verify(info, key).await
-    }
-}
-
 #[tokio::test]
 async fn a_crash_between_the_publish_and_the_second_regenerate_is_finished_by_any_rerun() {
-    // Arrange
-    let app = spawn_app_with_providers(
-        &[],
-        Box::new(|providers| {
-            let id = ArmResourceId::parse(&TestApp::provider_address("any")).unwrap();
-            let real = providers.for_resource(&id).unwrap();
-            Providers::new(std::sync::Arc::new(CrashesOnceOnKey1 {
-                real,
-                crashed: AtomicBool::new(false),
-            }))
-        }),
-    )
-    .await;
+    // Arrange: the first regeneration of key1 (the leaked slot) crashes the rotation, as a kill
+    // between the publish and the second regenerate would
+    let crashed = AtomicBool::new(false);
+    let app =
+        spawn_app_panicking_when(move |_, slot| slot == Slot::First && !crashed.swap(true, Ordering::SeqCst))
+            .await;
     app.seed_account("aoai-crash", "OpenAI").await;
     app.seed_secret(fresh_secret("crash", "aoai-crash")).await;
     let leaked = app.latest("crash").await.value;

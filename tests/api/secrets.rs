@@ -374,7 +374,7 @@ fn a_panic_during_a_rotation_prints_no_key() {
     assert!(stdout.contains("failed:internal"), "{stdout}\n{stderr}");
     assert!(stdout.contains("keyflip panicked"), "{stdout}\n{stderr}");
     assert!(
-        stdout.contains("tests/api/hostile.rs"),
+        stdout.contains("tests/api/helpers.rs"),
         "the location is logged: {stdout}"
     );
     for key in [PANIC_KEY1, PANIC_KEY2] {
