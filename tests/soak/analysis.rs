@@ -110,6 +110,17 @@ struct Holder {
     acquired_seq: u64,
 }
 
+/// What the lease analysis looked at and found.
+#[derive(Debug, Default)]
+pub struct Overlaps {
+    /// Mutating calls checked against the lease windows.
+    pub writes: usize,
+    /// Lease windows opened (acquires Azurite granted).
+    pub windows: usize,
+    /// The offending calls, described.
+    pub found: Vec<String>,
+}
+
 /// Every mutating call on a secret by a caller that did not hold that secret's lease blob
 /// (`keyflip-locks/<vault>/<secret lower case>`) at that moment: held by nobody, by another
 /// caller, or expired.
@@ -118,10 +129,10 @@ pub fn overlaps(
     vault: &str,
     secrets: &[SecretRef],
     label: &dyn Fn(Option<&str>) -> String,
-) -> Vec<String> {
+) -> Overlaps {
+    let mut result = Overlaps::default();
     let prefix = format!("keyflip-locks/{}/", vault.to_ascii_lowercase());
     let mut holders: HashMap<String, Holder> = HashMap::new();
-    let mut found = Vec::new();
     let mut sorted: Vec<&Call> = calls.iter().collect();
     sorted.sort_by_key(|c| c.seq);
     for call in sorted {
@@ -134,6 +145,7 @@ pub fn overlaps(
             let answered = lease.answered_ms.unwrap_or(lease.received_ms);
             match (lease.action.as_str(), lease.upstream_status) {
                 ("acquire", Some(201)) => {
+                    result.windows += 1;
                     let duration_ms = lease.duration_seconds.unwrap_or(60).max(0) * 1000;
                     holders.insert(
                         secret,
@@ -162,6 +174,7 @@ pub fn overlaps(
         let Some(secret) = write_target(call, vault, secrets) else {
             continue;
         };
+        result.writes += 1;
         let caller = call.caller.clone().unwrap_or_default();
         let why = match holders.get(&secret) {
             None => Some("while nobody held the secret's lease".to_string()),
@@ -177,10 +190,12 @@ pub fn overlaps(
             Some(_) => None,
         };
         if let Some(why) = why {
-            found.push(format!("{secret}: {} {why}", describe(call, label)));
+            result
+                .found
+                .push(format!("{secret}: {} {why}", describe(call, label)));
         }
     }
-    found
+    result
 }
 
 /// Every regeneration of a secret's account while the watcher had seen that secret's latest
@@ -224,4 +239,170 @@ pub fn resumed_with_regeneration(
         }
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use emulator::calls::LeaseCall;
+
+    use super::*;
+
+    const A: &str = "oid-a";
+    const B: &str = "oid-b";
+
+    fn secrets() -> Vec<SecretRef> {
+        vec![SecretRef {
+            name: "Soak-Key-0".into(),
+            account: "soakaoai0".into(),
+        }]
+    }
+
+    fn call(
+        seq: u64,
+        at: i64,
+        service: Service,
+        operation: &str,
+        target: &str,
+        path: &str,
+        caller: &str,
+    ) -> Call {
+        Call {
+            seq,
+            at,
+            service,
+            operation: operation.into(),
+            target: target.into(),
+            method: "POST".into(),
+            path: path.into(),
+            api_version: None,
+            status: 200,
+            caller: Some(caller.into()),
+            key_slot: None,
+            faulted: false,
+            lease: None,
+        }
+    }
+
+    fn lease(seq: u64, action: &str, upstream: u16, ms: i64, caller: &str) -> Call {
+        let mut c = call(
+            seq,
+            ms / 1000,
+            Service::Storage,
+            "Blob_Lease",
+            "keyflip-locks/kv-soak/soak-key-0",
+            "/",
+            caller,
+        );
+        c.lease = Some(LeaseCall {
+            action: action.into(),
+            duration_seconds: (action == "acquire").then_some(20),
+            break_period_seconds: None,
+            lease_id: None,
+            upstream_status: Some(upstream),
+            received_ms: ms,
+            answered_ms: Some(ms + 5),
+        });
+        c
+    }
+
+    fn regenerate(seq: u64, at: i64, caller: &str) -> Call {
+        call(
+            seq,
+            at,
+            Service::Arm,
+            "Accounts_RegenerateKey",
+            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.CognitiveServices/accounts/soakaoai0",
+            "/regenerateKey",
+            caller,
+        )
+    }
+
+    fn publish(seq: u64, at: i64, caller: &str) -> Call {
+        call(
+            seq,
+            at,
+            Service::Keyvault,
+            "SetSecret",
+            "kv-soak",
+            "/secrets/Soak-Key-0",
+            caller,
+        )
+    }
+
+    fn label(oid: Option<&str>) -> String {
+        oid.unwrap_or("-").to_string()
+    }
+
+    #[test]
+    fn writes_inside_the_writers_own_lease_are_fine() {
+        let log = vec![
+            lease(1, "acquire", 201, 1_000_000, A),
+            regenerate(2, 1_001, A),
+            lease(3, "renew", 200, 1_015_000, A),
+            publish(4, 1_030, A),
+            lease(5, "release", 200, 1_030_500, A),
+        ];
+        let result = overlaps(&log, "kv-soak", &secrets(), &label);
+        assert_eq!((result.writes, result.windows), (2, 1));
+        assert!(result.found.is_empty(), "{:?}", result.found);
+    }
+
+    #[test]
+    fn writes_without_the_lease_inside_another_or_after_expiry_are_overlaps() {
+        let log = vec![
+            regenerate(1, 999, A),
+            lease(2, "acquire", 201, 1_000_000, A),
+            publish(3, 1_001, B),
+            lease(4, "acquire", 409, 1_001_000, B),
+            publish(5, 1_021, A),
+            lease(6, "acquire", 201, 1_030_000, B),
+            lease(7, "release", 200, 1_031_000, B),
+            publish(8, 1_032, B),
+        ];
+        let result = overlaps(&log, "kv-soak", &secrets(), &label);
+        let seqs: Vec<&str> = result
+            .found
+            .iter()
+            .map(|f| f.split(' ').nth(1).unwrap())
+            .collect();
+        assert_eq!(seqs, vec!["#1", "#3", "#5", "#8"], "{:?}", result.found);
+        assert!(
+            result.found[1].contains("inside oid-a's lease"),
+            "{}",
+            result.found[1]
+        );
+        assert!(result.found[2].contains("expired"), "{}", result.found[2]);
+    }
+
+    fn mark(n0: u64, n1: u64, since: i64) -> MarkSeen {
+        MarkSeen {
+            secret: "soak-key-0".into(),
+            n0,
+            n1,
+            version: "v1".into(),
+            slot: "key2".into(),
+            since,
+        }
+    }
+
+    #[test]
+    fn a_regeneration_while_a_live_mark_stands_is_a_resume_that_regenerated() {
+        let log = vec![regenerate(1, 1_000, A), regenerate(5, 1_010, B)];
+        let found = resumed_with_regeneration(&log, "kv-soak", &secrets(), &[mark(2, 3, 1_000)], 36, &label);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("#5"), "{}", found[0]);
+    }
+
+    #[test]
+    fn a_regeneration_after_a_publish_or_past_the_timeout_is_a_new_rotation() {
+        let published = vec![
+            regenerate(1, 1_000, A),
+            publish(4, 1_005, A),
+            regenerate(5, 1_013, B),
+        ];
+        let marks = [mark(2, 3, 1_000)];
+        assert!(resumed_with_regeneration(&published, "kv-soak", &secrets(), &marks, 36, &label).is_empty());
+        let late = vec![regenerate(1, 1_000, A), regenerate(5, 1_040, B)];
+        assert!(resumed_with_regeneration(&late, "kv-soak", &secrets(), &marks, 36, &label).is_empty());
+    }
 }
