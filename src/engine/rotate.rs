@@ -451,10 +451,15 @@ impl Engine {
             pending,
         } = ready;
         let writes = Writes { holding };
+        let step = Step {
+            request,
+            secret: &secret,
+            plan: &plan,
+            writes,
+            deadline,
+        };
         if work == Work::Repair {
-            return self
-                .repair_secret(request, &secret, &plan, writes, facts, deadline)
-                .await;
+            return self.repair_secret(step, facts).await;
         }
 
         // 3b. The resource: key authentication on, a trustworthy check, the pointer true.
@@ -499,14 +504,10 @@ impl Engine {
 
         // 3c. An unfinished revocation; an expired pending mark; no other secret on this resource.
         if let Some(revoke) = &plan.tags.revoke {
-            return self
-                .finish_revocation(request, &secret, &plan, revoke, &keys, writes, deadline)
-                .await;
+            return self.finish_revocation(step, revoke, &keys).await;
         }
         if let PendingState::Expired { since } = pending {
-            return self
-                .expire_pending(request, &secret, &plan, since, writes, deadline)
-                .await;
+            return self.expire_pending(step, since).await;
         }
         self.alone_on_the_resource(request, &plan, &keys, Listing::Cached, deadline)
             .await?;
@@ -535,9 +536,7 @@ impl Engine {
                 (keys.get(plan.idle).clone(), true, since)
             }
             _ => {
-                let new_key = self
-                    .regenerate(request, &secret, &plan, &keys, now, writes, deadline)
-                    .await?;
+                let new_key = self.regenerate(step, &keys, now).await?;
                 (new_key, false, now)
             }
         };
@@ -558,9 +557,7 @@ impl Engine {
             true => {
                 let mut passed = self.check_key(provider, &info, &new_key, deadline).await;
                 if !passed && !marked {
-                    marked = self
-                        .mark_pending(request, &secret, &mark, writes, deadline)
-                        .await?;
+                    marked = self.mark_pending(step, &mark).await?;
                 }
                 if !passed {
                     passed = self.verify(provider, &info, &new_key, deadline).await;
@@ -612,9 +609,7 @@ impl Engine {
             expires,
         };
         let unmarked = (!marked).then_some(&mark);
-        let published = self
-            .publish_checked(request, &secret, &plan, version, unmarked, writes, deadline)
-            .await?;
+        let published = self.publish_checked(step, version, unmarked).await?;
         facts.version = Some(published.to_string());
         facts.expires = Some(rfc3339(expires));
         Span::current().record("version", published.as_str());
@@ -630,15 +625,10 @@ impl Engine {
             );
             return self
                 .revoke_slot(
-                    request,
-                    &secret.name,
-                    &published,
-                    &written_tags,
-                    &plan,
+                    step,
+                    (&published, &written_tags),
                     (plan.active, plan.active_tag),
                     &published_now,
-                    writes,
-                    deadline,
                 )
                 .await;
         }
@@ -652,17 +642,19 @@ impl Engine {
     /// A rerun that finds `RevokePending` on the latest version: regenerate the leaked slot
     /// (now the idle one) if it still holds the leaked key and the mark is keyflip's, then clear
     /// the mark; never a fresh rotation.
-    #[allow(clippy::too_many_arguments)]
     async fn finish_revocation(
         &self,
-        request: &RotationRequest,
-        secret: &LoadedSecret,
-        plan: &Plan,
+        step: Step<'_>,
         revoke: &tags::Revoke,
         keys: &KeyPair,
-        writes: Writes<'_>,
-        deadline: Instant,
     ) -> Result<Finish, Finish> {
+        let Step {
+            request,
+            secret,
+            plan,
+            writes,
+            deadline,
+        } = step;
         if plan.provider.slot_from_tag(&revoke.slot) != Some(plan.idle) {
             return Err(failed(
                 FailReason::Misconfigured,
@@ -700,34 +692,31 @@ impl Engine {
         }
         tracing::warn!(slot = %plan.idle_tag, "finishing an interrupted leaked-key revocation");
         self.revoke_slot(
-            request,
-            &secret.name,
-            &secret.version,
-            &secret.tags,
-            plan,
+            step,
+            (&secret.version, &secret.tags),
             (plan.idle, plan.idle_tag),
             "the leaked key's replacement was published earlier",
-            writes,
-            deadline,
         )
         .await
     }
 
     /// The emergency's second regeneration: the leaked slot (idle now), at once, then the
     /// `RevokePending` mark cleared from the version that carries it.
-    #[allow(clippy::too_many_arguments)]
     async fn revoke_slot(
         &self,
-        request: &RotationRequest,
-        secret: &crate::domain::SecretName,
-        version: &crate::domain::SecretVersion,
-        version_tags: &Tags,
-        plan: &Plan,
+        step: Step<'_>,
+        (version, version_tags): (&crate::domain::SecretVersion, &Tags),
         (leaked, leaked_tag): (Slot, &str),
         done_so_far: &str,
-        writes: Writes<'_>,
-        deadline: Instant,
     ) -> Result<Finish, Finish> {
+        let Step {
+            request,
+            secret,
+            plan,
+            writes,
+            deadline,
+        } = step;
+        let secret = &secret.name;
         let unfinished = |why: String| {
             failed(
                 FailReason::Transient,
@@ -806,17 +795,19 @@ impl Engine {
     /// a forced retry would regenerate the slot that just became active). One that did not
     /// land (or may land late) is marked pending with `unmarked` if no mark exists yet, so the
     /// rerun publishes this key instead of regenerating it.
-    #[allow(clippy::too_many_arguments)]
     async fn publish_checked(
         &self,
-        request: &RotationRequest,
-        secret: &LoadedSecret,
-        plan: &Plan,
+        step: Step<'_>,
         version: NewVersion,
         unmarked: Option<&tags::Mark<'_>>,
-        writes: Writes<'_>,
-        deadline: Instant,
     ) -> Result<crate::domain::SecretVersion, Finish> {
+        let Step {
+            request,
+            secret,
+            plan,
+            writes,
+            deadline,
+        } = step;
         writes.allowed("publishing the new version")?;
         let new_key = version.value.clone();
         let publishing = self.store.publish(&request.vault, &secret.name, version);
@@ -833,10 +824,7 @@ impl Engine {
         }
         let marked = match unmarked {
             None => true,
-            Some(mark) => self
-                .mark_pending(request, secret, mark, writes, deadline)
-                .await
-                .unwrap_or(false),
+            Some(mark) => self.mark_pending(step, mark).await.unwrap_or(false),
         };
         let next = match marked {
             true => "a rerun publishes it without regenerating".to_string(),
@@ -861,14 +849,14 @@ impl Engine {
     }
 
     /// Writes a pending mark under the lease: `true` if it landed.
-    async fn mark_pending(
-        &self,
-        request: &RotationRequest,
-        secret: &LoadedSecret,
-        mark: &tags::Mark<'_>,
-        writes: Writes<'_>,
-        deadline: Instant,
-    ) -> Result<bool, Finish> {
+    async fn mark_pending(&self, step: Step<'_>, mark: &tags::Mark<'_>) -> Result<bool, Finish> {
+        let Step {
+            request,
+            secret,
+            writes,
+            deadline,
+            ..
+        } = step;
         writes.allowed("marking the rotation pending")?;
         let marked = tags::with_pending(&secret.tags, mark)
             .map_err(|e| failed(FailReason::Misconfigured, e.to_string()))?;
@@ -890,15 +878,14 @@ impl Engine {
 
     /// The repair: the published value must be neither key; then the active slot's current key
     /// is published as a new version with the same pointer.
-    async fn repair_secret(
-        &self,
-        request: &RotationRequest,
-        secret: &LoadedSecret,
-        plan: &Plan,
-        writes: Writes<'_>,
-        facts: &mut Facts,
-        deadline: Instant,
-    ) -> Result<Finish, Finish> {
+    async fn repair_secret(&self, step: Step<'_>, facts: &mut Facts) -> Result<Finish, Finish> {
+        let Step {
+            request,
+            secret,
+            plan,
+            writes,
+            deadline,
+        } = step;
         let resource = &plan.tags.provider_address;
         let keys = self
             .within(
@@ -1260,17 +1247,18 @@ impl Engine {
     /// check the answer. Past the budget, or with an answer that leaves open whether it took
     /// effect, the rotation is marked pending with `PendingFrom` and ends: a later invocation
     /// checks the slot's key and never regenerates again before the pending timeout.
-    #[allow(clippy::too_many_arguments)]
     async fn regenerate(
         &self,
-        request: &RotationRequest,
-        secret: &LoadedSecret,
-        plan: &Plan,
+        step: Step<'_>,
         before: &KeyPair,
         now: OffsetDateTime,
-        writes: Writes<'_>,
-        deadline: Instant,
     ) -> Result<ApiKey, Finish> {
+        let Step {
+            plan,
+            writes,
+            deadline,
+            ..
+        } = step;
         writes.allowed("regenerating the idle key")?;
         let resource = &plan.tags.provider_address;
         let regenerating = plan.provider.regenerate(resource, plan.idle);
@@ -1295,24 +1283,18 @@ impl Engine {
                         ));
                     }
                     _ => {
-                        return Err(self
-                            .mark_unfinished(request, secret, plan, before, now, &why, writes, deadline)
-                            .await);
+                        return Err(self.mark_unfinished(step, before, now, &why).await);
                     }
                 }
             }
             // Accepted, and it may still land: never regenerate again while it might.
             Ok(Err(ProviderError::Running(why))) => {
-                return Err(self
-                    .mark_unfinished(request, secret, plan, before, now, &why, writes, deadline)
-                    .await);
+                return Err(self.mark_unfinished(step, before, now, &why).await);
             }
             Ok(Err(e)) => return Err(provider_failure(e, &format!("regenerating {}", plan.idle_tag))),
             Err(_) => {
                 let why = "the regeneration did not finish within the invocation's budget";
-                return Err(self
-                    .mark_unfinished(request, secret, plan, before, now, why, writes, deadline)
-                    .await);
+                return Err(self.mark_unfinished(step, before, now, why).await);
             }
         };
         if !after.get(plan.active).same_as(before.get(plan.active)) {
@@ -1326,9 +1308,7 @@ impl Engine {
         }
         if after.get(plan.idle).same_as(before.get(plan.idle)) {
             let why = "the resource answered the regeneration with the slot's old key";
-            return Err(self
-                .mark_unfinished(request, secret, plan, before, now, why, writes, deadline)
-                .await);
+            return Err(self.mark_unfinished(step, before, now, why).await);
         }
         tracing::info!(slot = %plan.idle_tag, "regenerated the idle key");
         Ok(after.get(plan.idle).clone())
@@ -1336,25 +1316,21 @@ impl Engine {
 
     /// A regeneration that may still take effect: mark it pending with the old key's
     /// fingerprint, so no later invocation regenerates again while it might.
-    #[allow(clippy::too_many_arguments)]
     async fn mark_unfinished(
         &self,
-        request: &RotationRequest,
-        secret: &LoadedSecret,
-        plan: &Plan,
+        step: Step<'_>,
         before: &KeyPair,
         now: OffsetDateTime,
         why: &str,
-        writes: Writes<'_>,
-        deadline: Instant,
     ) -> Finish {
+        let plan = step.plan;
         let mark = tags::Mark {
             slot: plan.idle_tag,
             since: now,
             from: &fingerprint(before.get(plan.idle)),
             proof: None,
         };
-        match self.mark_pending(request, secret, &mark, writes, deadline).await {
+        match self.mark_pending(step, &mark).await {
             Ok(true) => finish(
                 Outcome::Pending,
                 format!(
@@ -1421,15 +1397,14 @@ impl Engine {
 
     /// A pending rotation outlived the timeout: report it loudly, leave the published key as it
     /// is, and clear the mark so the next rotation regenerates afresh.
-    async fn expire_pending(
-        &self,
-        request: &RotationRequest,
-        secret: &LoadedSecret,
-        plan: &Plan,
-        since: OffsetDateTime,
-        writes: Writes<'_>,
-        deadline: Instant,
-    ) -> Result<Finish, Finish> {
+    async fn expire_pending(&self, step: Step<'_>, since: OffsetDateTime) -> Result<Finish, Finish> {
+        let Step {
+            request,
+            secret,
+            plan,
+            writes,
+            deadline,
+        } = step;
         let message = format!(
             "the new {} key never passed its check since {} (KEYFLIP_PENDING_TIMEOUT_HOURS is {}); the published key is unchanged and stays valid; check the resource; the next rotation regenerates {} afresh",
             plan.idle_tag,
@@ -1473,6 +1448,17 @@ enum Landed {
     Yes(crate::domain::SecretVersion),
     No,
     Unknown,
+}
+
+/// What every step after validation works with: the request, the secret as loaded under the
+/// lease, the plan, whether it may write, and the invocation's deadline.
+#[derive(Clone, Copy)]
+struct Step<'a> {
+    request: &'a RotationRequest,
+    secret: &'a LoadedSecret,
+    plan: &'a Plan,
+    writes: Writes<'a>,
+    deadline: Instant,
 }
 
 /// Steps 1–3a's findings, for the rest of the rotation.
