@@ -1,0 +1,148 @@
+//! One resource, one secret (I9): before a regenerate or a repair, no other managed secret that
+//! holds a current key of the resource may name it. The index of which secrets name which
+//! resource, listed across every served vault, and the reads of the other claimants.
+
+use super::*;
+
+impl Engine {
+    /// The index of which secrets name each resource: the last one if fresh (and `listing`
+    /// allows a cached one), else every served vault listed again, concurrently. A vault that
+    /// cannot be listed for now fails the rotation (a retry will resume); one keyflip cannot
+    /// list for good is left out with a warning and named in [`Claims::unlisted`].
+    pub(super) async fn claims_now(
+        &self,
+        listing: Listing,
+        deadline: Instant,
+    ) -> Result<Arc<Claims>, Finish> {
+        let now = self.clock.now();
+        if listing == Listing::Cached
+            && let Some(claims) = self.claims.fresh(now).await
+        {
+            return Ok(claims);
+        }
+        let lists = self.settings.vaults.iter().map(|vault| async move {
+            let listing = self.within(deadline, "listing the served vaults", self.store.list(vault));
+            (vault, listing.await)
+        });
+        let mut listed = Vec::new();
+        let mut unlisted = Vec::new();
+        for (vault, answer) in futures::future::join_all(lists).await {
+            match answer? {
+                Ok(secrets) => listed.push((vault, secrets)),
+                Err(StoreError::Transient(e)) => {
+                    return Err(failed(
+                        FailReason::Transient,
+                        format!(
+                            "listing vault {vault} to check that no other secret names this resource: {e}; a retry will resume"
+                        ),
+                    ));
+                }
+                // A vault that does not exist holds no secret to protect.
+                Err(StoreError::NotFound(e)) => {
+                    tracing::warn!(%vault, error = %e, "a served vault does not exist; check KEYFLIP_VAULTS");
+                }
+                Err(e) => {
+                    tracing::warn!(%vault, error = %e, "cannot list a served vault; its secrets are left out of the one-resource-per-secret check");
+                    unlisted.push(vault.clone());
+                }
+            }
+        }
+        let claims = Arc::new(
+            Claims::from_listing(
+                listed.iter().map(|(vault, secrets)| (*vault, secrets.as_slice())),
+                &self.settings.allowed_scopes,
+            )
+            .with_unlisted(unlisted),
+        );
+        self.claims.store(now, claims.clone()).await;
+        Ok(claims)
+    }
+
+    /// Which of `group` hold a current key of the resource whose keys are `keys` (read fresh,
+    /// a few at a time). A claimant that cannot be read for good (gone, disabled, refused) holds
+    /// nothing keyflip could break; one that cannot be read for now fails the check (retry).
+    pub(in crate::engine) async fn holders(
+        &self,
+        group: &[Claim],
+        keys: &KeyPair,
+        deadline: Instant,
+    ) -> Result<Vec<Claim>, Finish> {
+        let mut answers = Vec::new();
+        for chunk in group.chunks(8) {
+            let reads = chunk.iter().map(|claim| self.read_claim(claim, deadline));
+            answers.extend(futures::future::join_all(reads).await);
+        }
+        let mut holders = Vec::new();
+        for (claim, answer) in answers {
+            match answer? {
+                Ok(other) if other.enabled && keys.slot_of(&other.value).is_some() => {
+                    holders.push(claim.clone())
+                }
+                Ok(_) | Err(StoreError::NotFound(_) | StoreError::Disabled(_)) => {}
+                Err(StoreError::Transient(e)) => {
+                    return Err(failed(
+                        FailReason::Transient,
+                        format!("reading {claim}, which names this resource too: {e}; a retry will resume"),
+                    ));
+                }
+                Err(StoreError::Permanent(e)) => {
+                    tracing::warn!(%claim, error = %e, "cannot read another secret naming this resource; it counts as holding no key");
+                }
+            }
+        }
+        Ok(holders)
+    }
+
+    /// The latest version of another claimant, within the budget.
+    pub(super) async fn read_claim<'a>(
+        &self,
+        claim: &'a Claim,
+        deadline: Instant,
+    ) -> (&'a Claim, Result<Result<LoadedSecret, StoreError>, Finish>) {
+        let reading = self.store.latest(&claim.vault, &claim.secret);
+        let answer = self
+            .within(deadline, "reading another secret naming this resource", reading)
+            .await;
+        (claim, answer)
+    }
+
+    /// I9: no other managed secret that holds a current key of this resource may name it, or
+    /// rotating (or repairing) this one would regenerate (or reveal) the key that one publishes.
+    /// With [`Listing::Complete`] (a repair, which reveals a key) every served vault must be
+    /// listed afresh and listable.
+    pub(super) async fn alone_on_the_resource(
+        &self,
+        request: &RotationRequest,
+        plan: &Plan,
+        keys: &KeyPair,
+        listing: Listing,
+        deadline: Instant,
+    ) -> Result<(), Finish> {
+        let resource = &plan.tags.provider_address;
+        let claims = self.claims_now(listing, deadline).await?;
+        if listing == Listing::Complete && !claims.unlisted().is_empty() {
+            let unlisted: Vec<String> = claims.unlisted().iter().map(ToString::to_string).collect();
+            return Err(failed(
+                FailReason::NotAllowed,
+                format!(
+                    "keyflip cannot list vault {} with these credentials, so it cannot check that no secret there publishes a key of {resource}; a repair reveals the active key, so it refuses: repair with credentials that can list every vault of KEYFLIP_VAULTS",
+                    unlisted.join(", ")
+                ),
+            ));
+        }
+        let others = claims.others(resource, &request.vault, &request.secret);
+        if others.is_empty() {
+            return Ok(());
+        }
+        let holders = self.holders(&others, keys, deadline).await?;
+        if holders.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<String> = holders.iter().map(ToString::to_string).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        Err(failed(
+            FailReason::SharedResource,
+            shared_message(&resource.to_string(), &names),
+        ))
+    }
+}

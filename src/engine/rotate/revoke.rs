@@ -1,0 +1,130 @@
+//! The leaked-key emergency (`mode=revoke-active`): after the usual publish of the idle slot
+//! with `RevokePending`, regenerate the formerly active slot at once and clear the mark; a rerun
+//! that meets the mark finishes the revocation, never a fresh rotation (DESIGN.md §2).
+
+use super::*;
+
+impl Engine {
+    /// A rerun that finds `RevokePending` on the latest version: regenerate the leaked slot
+    /// (now the idle one) if it still holds the leaked key and the mark is keyflip's, then clear
+    /// the mark; never a fresh rotation.
+    pub(super) async fn finish_revocation(
+        &self,
+        step: Step<'_>,
+        revoke: &tags::Revoke,
+        keys: &KeyPair,
+    ) -> Result<Finish, Finish> {
+        let Step {
+            request,
+            secret,
+            plan,
+            writes,
+            deadline,
+        } = step;
+        if plan.provider.slot_from_tag(&revoke.slot) != Some(plan.idle) {
+            return Err(failed(
+                FailReason::Misconfigured,
+                format!(
+                    "tag RevokePending is '{}', but only the idle slot ({}) can be the revoked one: remove the tags RevokePending and RevokeProof, then check which key leaked",
+                    echo(&revoke.slot),
+                    plan.idle_tag
+                ),
+            ));
+        }
+        let previous = tags::tag(&secret.tags, tags::PREVIOUS_VERSION).unwrap_or_default();
+        let expected = mark_proof(previous, &secret.value, keys.get(plan.idle));
+        if request.dry_run {
+            return Ok(finish(
+                Outcome::Planned,
+                format!("would finish the revocation of {}", plan.idle_tag),
+            ));
+        }
+        if !revoke.proof.eq_ignore_ascii_case(&expected) {
+            writes.allowed("clearing the revocation mark")?;
+            let cleared = tags::without_revoke(&secret.tags);
+            let clearing = self
+                .store
+                .set_tags(&request.vault, &secret.name, &secret.version, cleared);
+            self.within(deadline, "clearing the revocation mark", clearing)
+                .await?
+                .map_err(|e| store_failure(e, "clearing the revocation mark"))?;
+            return Ok(finish(
+                Outcome::Skipped(SkipReason::NothingToRevoke),
+                format!(
+                    "{} no longer holds the key the revocation was for (it was regenerated already, or the mark was not keyflip's): nothing regenerated; the mark is cleared",
+                    plan.idle_tag
+                ),
+            ));
+        }
+        tracing::warn!(slot = %plan.idle_tag, "finishing an interrupted leaked-key revocation");
+        self.revoke_slot(
+            step,
+            (&secret.version, &secret.tags),
+            (plan.idle, plan.idle_tag),
+            "the leaked key's replacement was published earlier",
+        )
+        .await
+    }
+
+    /// The emergency's second regeneration: the leaked slot (idle now), at once, then the
+    /// `RevokePending` mark cleared from the version that carries it.
+    pub(super) async fn revoke_slot(
+        &self,
+        step: Step<'_>,
+        (version, version_tags): (&crate::domain::SecretVersion, &Tags),
+        (leaked, leaked_tag): (Slot, &str),
+        done_so_far: &str,
+    ) -> Result<Finish, Finish> {
+        let Step {
+            request,
+            secret,
+            plan,
+            writes,
+            deadline,
+        } = step;
+        let secret = &secret.name;
+        let unfinished = |why: String| {
+            failed(
+                FailReason::Transient,
+                format!(
+                    "{done_so_far}; but the leaked {leaked_tag} key is not revoked yet ({why}): a rerun finishes the revocation (RevokePending is set), never a fresh rotation"
+                ),
+            )
+        };
+        writes.allowed("regenerating the leaked key")?;
+        let regenerating = plan.provider.regenerate(&plan.tags.provider_address, leaked);
+        match tokio::time::timeout(before_reserve(deadline), regenerating).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(unfinished(e.to_string())),
+            Err(_) => {
+                return Err(unfinished(
+                    "the regeneration did not finish within the budget".into(),
+                ));
+            }
+        }
+        tracing::warn!(slot = %leaked_tag, "regenerated the leaked key");
+        let cleared = match writes.allowed("clearing the revocation mark") {
+            Ok(()) => {
+                let clearing = self.store.set_tags(
+                    &request.vault,
+                    secret,
+                    version,
+                    tags::without_revoke(version_tags),
+                );
+                let left = deadline.saturating_duration_since(Instant::now());
+                matches!(tokio::time::timeout(left, clearing).await, Ok(Ok(())))
+            }
+            Err(_) => false,
+        };
+        let mark = match cleared {
+            true => String::new(),
+            false => " (the RevokePending mark could not be cleared; the next invocation clears it without regenerating)".to_string(),
+        };
+        Ok(finish(
+            Outcome::Revoked,
+            format!(
+                "{done_so_far}; the leaked {leaked_tag} key was regenerated at once (forced: inside the dwell){mark}: consumers still holding the leaked key fail until they reload the secret"
+            ),
+        ))
+    }
+}
