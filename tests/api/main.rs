@@ -16,5 +16,6 @@ mod lease;
 mod lifecycle;
 mod resilience;
 mod revoke;
+mod review7;
 mod secrets;
 mod sweep;
