@@ -70,7 +70,7 @@ pub enum TagError {
     )]
     PendingWithoutSlot,
     #[error(
-        "tag PendingSlot is set without PendingFrom or PendingProof, so nothing shows that keyflip wrote it: remove PendingSlot and PendingSince to start afresh"
+        "tag PendingSlot is set without PendingProof, so nothing shows that keyflip wrote it: remove the tags PendingSlot, PendingSince and PendingFrom to start afresh"
     )]
     PendingWithoutProof,
     #[error(
@@ -97,9 +97,10 @@ pub struct Pending {
     /// regenerated, so a resumed rotation can tell whether the regeneration took effect. Marks
     /// written by keyflip before `PendingFrom` existed carry only a proof.
     pub from: Option<String>,
-    /// `PendingProof`: [`crate::domain::key::mark_proof`] of the marked version, the active key
-    /// and the regenerated idle key, written when the regenerated key was known (its first check
-    /// failed), so that a mark a tag writer forged is never resumed.
+    /// `PendingProof`: keyflip's keyed fingerprint ([`crate::lease::MarkKey`]) of the marked
+    /// version, the active key and the mark itself, so that a mark a tag writer forged is never
+    /// resumed. Marks from before `PendingFrom` existed carry the unkeyed
+    /// [`crate::domain::key::mark_proof`] of the version, the active and the regenerated key.
     pub proof: Option<String>,
 }
 
@@ -121,9 +122,9 @@ pub struct RotationTags {
 pub struct Revoke {
     /// `RevokePending`: the slot to regenerate (the formerly active one).
     pub slot: String,
-    /// `RevokeProof`: [`crate::domain::key::mark_proof`] of the `PreviousVersion`, the
-    /// published key and the leaked key, so only keyflip's own mark, with the leaked key
-    /// still in place, makes it regenerate a slot inside the dwell.
+    /// `RevokeProof`: keyflip's keyed fingerprint ([`crate::lease::MarkKey`]) of the
+    /// `PreviousVersion`, the published key and the leaked key, so only keyflip's own mark, with
+    /// the leaked key still in place, makes it regenerate a slot inside the dwell.
     pub proof: String,
 }
 
@@ -187,9 +188,7 @@ impl RotationTags {
             (None, None) if from.is_none() && proof.is_none() => None,
             (None, _) => return Err(TagError::PendingWithoutSlot),
             (Some(_), None) => return Err(TagError::PendingWithoutSince),
-            (Some(_), Some(_)) if from.is_none() && proof.is_none() => {
-                return Err(TagError::PendingWithoutProof);
-            }
+            (Some(_), Some(_)) if proof.is_none() => return Err(TagError::PendingWithoutProof),
             (Some(slot), Some(since)) => Some(Pending {
                 slot: slot.to_string(),
                 since: OffsetDateTime::parse(since, &Rfc3339)
@@ -303,7 +302,7 @@ pub struct Mark<'a> {
     pub slot: &'a str,
     pub since: OffsetDateTime,
     pub from: &'a str,
-    pub proof: Option<&'a str>,
+    pub proof: &'a str,
 }
 
 /// The tags of the latest version with the pending mark set (a proof left from an earlier
@@ -313,10 +312,7 @@ pub fn with_pending(current: &Tags, mark: &Mark<'_>) -> Result<Tags, TagError> {
     put(&mut tags, PENDING_SLOT, mark.slot.to_string());
     put(&mut tags, PENDING_SINCE, rfc3339(mark.since));
     put(&mut tags, PENDING_FROM, mark.from.to_string());
-    match mark.proof {
-        Some(proof) => put(&mut tags, PENDING_PROOF, proof.to_string()),
-        None => remove(&mut tags, PENDING_PROOF),
-    }
+    put(&mut tags, PENDING_PROOF, mark.proof.to_string());
     checked(tags)
 }
 
@@ -442,7 +438,7 @@ mod tests {
             slot: "key2",
             since,
             from: "fedcba9876543210",
-            proof: Some("0123456789abcdef"),
+            proof: "0123456789abcdef",
         };
         let marked = with_pending(&valid(), &mark).unwrap();
         let parsed = RotationTags::parse(&marked, 30).unwrap();
@@ -464,16 +460,13 @@ mod tests {
             RotationTags::parse(&legacy, 30).unwrap().pending.unwrap().from,
             None
         );
-        // A mark of an operation still running: PendingFrom only, an old proof dropped.
-        let running = with_pending(
-            &marked,
-            &Mark {
-                proof: None,
-                ..mark.clone()
-            },
-        )
-        .unwrap();
-        assert!(tag(&running, PENDING_PROOF).is_none());
+        // PendingFrom without a proof is not keyflip's.
+        let mut unkeyed = marked.clone();
+        unkeyed.remove(PENDING_PROOF);
+        assert_eq!(
+            RotationTags::parse(&unkeyed, 30),
+            Err(TagError::PendingWithoutProof)
+        );
         let mut unproven = marked.clone();
         unproven.remove(PENDING_PROOF);
         unproven.remove(PENDING_FROM);

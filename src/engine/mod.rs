@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use crate::clock::Clock;
 use crate::domain::{AllowedScopes, SecretName, SecretVersion, VaultName};
-use crate::lease::Leases;
+use crate::lease::{Leases, MarkKey};
 use crate::providers::Providers;
 use crate::store::SecretStore;
 pub use result::{
@@ -87,6 +87,8 @@ pub struct Engine {
     settings: Arc<EngineSettings>,
     /// The rotation lease of each secret (I3, across instances).
     leases: Arc<dyn Leases>,
+    /// The key of keyflip's mark fingerprints, read from beside the leases on first need.
+    mark_key: Arc<tokio::sync::OnceCell<MarkKey>>,
     /// Which managed secrets name each resource, as last listed.
     claims: claims::ClaimsCache,
 }
@@ -105,6 +107,7 @@ impl Engine {
             clock,
             settings: Arc::new(settings),
             leases,
+            mark_key: Arc::default(),
             claims: claims::ClaimsCache::default(),
         }
     }

@@ -38,7 +38,7 @@ use time::OffsetDateTime;
 use url::Url;
 
 use super::storage::{StorageAuth, StorageConfig};
-use super::{HeldLease, LEASE_SECONDS, LeaseError, LeaseKey, Leases};
+use super::{HeldLease, LEASE_SECONDS, LeaseError, LeaseKey, Leases, MarkKey};
 
 /// The container that holds one lease blob per secret.
 pub const CONTAINER: &str = "keyflip-locks";
@@ -166,7 +166,11 @@ impl BlobLeases {
     fn blob_client(&self, key: &LeaseKey) -> Result<BlobClient, LeaseError> {
         let blob = key.blob_name();
         let segments: Vec<&str> = std::iter::once(CONTAINER).chain(blob.split('/')).collect();
-        let (url, credential) = self.authorize(self.url_of(&segments)?)?;
+        self.blob_client_at(&segments)
+    }
+
+    fn blob_client_at(&self, segments: &[&str]) -> Result<BlobClient, LeaseError> {
+        let (url, credential) = self.authorize(self.url_of(segments)?)?;
         let options = BlobClientOptions {
             client_options: self.client_options.clone(),
             version: BLOB_API_VERSION.to_string(),
@@ -317,7 +321,51 @@ impl Leases for BlobLeases {
         url.set_query(None);
         format!("blob {}{CONTAINER}", url)
     }
+
+    /// Reads `keyflip-locks/.mark-key`; the first instance to need it creates it (if-none-match,
+    /// so two instances starting at once agree on one key).
+    async fn mark_key(&self) -> Result<MarkKey, LeaseError> {
+        let blob = self.blob_client_at(&[CONTAINER, MARK_KEY_BLOB])?;
+        let role = self.describe_role();
+        let what = format!("the mark key ({CONTAINER}/{MARK_KEY_BLOB})");
+        for _ in 0..2 {
+            let reading = async { blob.download(None).await?.body.collect().await };
+            match bounded(self.call_timeout, &format!("reading {what}"), reading).await {
+                Ok(stored) => {
+                    return MarkKey::from_stored(&stored)
+                        .map_err(|e| LeaseError::Permanent(format!("{what}: {e}")));
+                }
+                Err(f) if f.code_is("BlobNotFound") || f.code_is("ContainerNotFound") => {
+                    if f.code_is("ContainerNotFound") {
+                        self.create_container().await?;
+                    }
+                    let made = MarkKey::random().map_err(|e| {
+                        LeaseError::Permanent(format!("the system random generator failed: {e}"))
+                    })?;
+                    let options = BlobClientUploadOptions {
+                        if_none_match: Some(Etag::from("*")),
+                        ..Default::default()
+                    };
+                    let content = RequestContent::from(made.to_stored().into_bytes());
+                    let upload = blob.upload(content, Some(options));
+                    match bounded(self.call_timeout, &format!("creating {what}"), upload).await {
+                        Ok(_) => return Ok(made),
+                        // Another instance made it first: read theirs.
+                        Err(f) if f.already_exists() => continue,
+                        Err(f) => return Err(f.into_error(&role)),
+                    }
+                }
+                Err(f) => return Err(f.into_error(&role)),
+            }
+        }
+        Err(LeaseError::Transient(format!(
+            "{what} was created and then not found; a retry will read it"
+        )))
+    }
 }
+
+/// The blob of the mark key, beside the leases (a vault name never starts with `.`).
+pub const MARK_KEY_BLOB: &str = ".mark-key";
 
 /// A lease this process holds on one blob.
 struct BlobLease {

@@ -4,15 +4,17 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use super::{HeldLease, LeaseError, LeaseKey, Leases};
+use super::{HeldLease, LeaseError, LeaseKey, Leases, MarkKey};
 
-/// The secrets whose lease this process holds, each with the id of the lease that holds it.
+/// The secrets whose lease this process holds, each with the id of the lease that holds it,
+/// and this process's mark key (made on first use; marks do not outlive the process's key).
 #[derive(Debug, Default, Clone)]
 pub struct InProcessLeases {
     held: Arc<Mutex<HashMap<String, u64>>>,
     next_id: Arc<AtomicU64>,
+    mark_key: Arc<OnceLock<MarkKey>>,
 }
 
 /// One lease of [`InProcessLeases`]; given up on release or drop.
@@ -48,6 +50,15 @@ impl Leases for InProcessLeases {
 
     fn describe(&self) -> String {
         "in-process (KEYFLIP_LEASE=in-process: exact only while a single process rotates)".to_string()
+    }
+
+    async fn mark_key(&self) -> Result<MarkKey, LeaseError> {
+        if let Some(key) = self.mark_key.get() {
+            return Ok(key.clone());
+        }
+        let made = MarkKey::random()
+            .map_err(|e| LeaseError::Permanent(format!("the system random generator failed: {e}")))?;
+        Ok(self.mark_key.get_or_init(|| made).clone())
     }
 }
 

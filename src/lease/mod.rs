@@ -10,6 +10,7 @@
 
 pub mod blob;
 pub mod local;
+pub mod mark_key;
 pub mod storage;
 
 use std::fmt;
@@ -19,6 +20,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::domain::{SecretName, VaultName};
+pub use mark_key::MarkKey;
 
 /// How long one lease lasts unless renewed (Blob Storage allows 15–60 s).
 pub const LEASE_SECONDS: u32 = 20;
@@ -27,8 +29,12 @@ pub const LEASE_SECONDS: u32 = 20;
 pub const RENEW_EVERY: Duration = Duration::from_secs(LEASE_SECONDS as u64 / 3);
 
 /// A lease not confirmed (taken or renewed) for this long counts as lost: it may expire at
-/// storage before the next write lands.
+/// storage before the next write lands. Confirmations count from when the call was *sent*
+/// (storage's 20 s may start any time after that).
 const CONFIRMED_FOR: Duration = Duration::from_secs(LEASE_SECONDS as u64 - 5);
+
+/// Kept between the end of a write's allowed time and the lease's possible expiry.
+const EXPIRY_MARGIN: Duration = Duration::from_secs(2);
 
 /// Which secret a lease is for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -83,6 +89,9 @@ pub trait Leases: Send + Sync + fmt::Debug {
 
     /// Where the leases live, for logs and status: `in-process`, `blob https://…`.
     fn describe(&self) -> String;
+
+    /// The key of keyflip's mark fingerprints, kept beside the leases (made on first use).
+    async fn mark_key(&self) -> Result<MarkKey, LeaseError>;
 }
 
 /// One lease a backend gave.
@@ -114,14 +123,19 @@ pub struct Holding {
 }
 
 impl Holding {
-    /// Starts holding a lease just taken.
-    pub fn start(key: LeaseKey, lease: Box<dyn HeldLease>) -> Self {
-        Self::start_renewing_every(key, lease, RENEW_EVERY)
+    /// Starts holding a lease just taken by a call sent at `sent`.
+    pub fn start(key: LeaseKey, lease: Box<dyn HeldLease>, sent: Instant) -> Self {
+        Self::start_renewing_every(key, lease, sent, RENEW_EVERY)
     }
 
-    fn start_renewing_every(key: LeaseKey, lease: Box<dyn HeldLease>, every: Duration) -> Self {
+    fn start_renewing_every(
+        key: LeaseKey,
+        lease: Box<dyn HeldLease>,
+        sent: Instant,
+        every: Duration,
+    ) -> Self {
         let lease: Arc<dyn HeldLease> = Arc::from(lease);
-        let standing = Arc::new(Mutex::new(Standing::Confirmed(Instant::now())));
+        let standing = Arc::new(Mutex::new(Standing::Confirmed(sent)));
         let renewer = tokio::spawn(renew_until_lost(
             key.clone(),
             lease.clone(),
@@ -137,8 +151,9 @@ impl Holding {
         }
     }
 
-    /// Whether the lease is still ours: called before each write of the rotation.
-    pub fn check(&self) -> Result<(), LeaseError> {
+    /// Whether the lease is still ours, called before each write of the rotation: how long the
+    /// write may take and still end before the lease could expire (were no renewal to land).
+    pub fn check(&self) -> Result<Duration, LeaseError> {
         let standing = self.standing.lock().unwrap_or_else(|p| p.into_inner());
         match &*standing {
             Standing::Lost(why) => Err(LeaseError::Lost(why.clone())),
@@ -146,7 +161,9 @@ impl Holding {
                 "it was last confirmed {} s ago, so it may have expired",
                 at.elapsed().as_secs()
             ))),
-            Standing::Confirmed(_) => Ok(()),
+            Standing::Confirmed(at) => Ok(Duration::from_secs(u64::from(LEASE_SECONDS))
+                .saturating_sub(at.elapsed())
+                .saturating_sub(EXPIRY_MARGIN)),
         }
     }
 
@@ -193,11 +210,12 @@ async fn renew_until_lost(
     let mut pause = every;
     loop {
         tokio::time::sleep(pause).await;
+        let sent = Instant::now();
         let answer = tokio::time::timeout(every, lease.renew()).await;
         let mut now = standing.lock().unwrap_or_else(|p| p.into_inner());
         match answer {
             Ok(Ok(())) => {
-                *now = Standing::Confirmed(Instant::now());
+                *now = Standing::Confirmed(sent);
                 pause = every;
             }
             Ok(Err(LeaseError::Lost(why))) => {
@@ -268,9 +286,14 @@ mod tests {
             lose_after: u32::MAX,
             ..Default::default()
         });
-        let holding = Holding::start(key(), Box::new(lease.clone()));
+        let holding = Holding::start(key(), Box::new(lease.clone()), Instant::now());
         tokio::time::sleep(RENEW_EVERY * 3 + Duration::from_millis(10)).await;
-        assert!(holding.check().is_ok());
+        // Confirmed by the renewal sent a moment ago: almost a whole lease left for a write.
+        let left = holding.check().unwrap();
+        assert!(
+            left > Duration::from_secs(15) && left <= Duration::from_secs(18),
+            "{left:?}"
+        );
         assert_eq!(lease.renewals.load(Ordering::SeqCst), 3);
         holding.release(Duration::from_secs(1)).await;
         assert_eq!(lease.releases.load(Ordering::SeqCst), 1);
@@ -282,7 +305,7 @@ mod tests {
             lose_after: 1,
             ..Default::default()
         });
-        let holding = Holding::start(key(), Box::new(lease.clone()));
+        let holding = Holding::start(key(), Box::new(lease.clone()), Instant::now());
         tokio::time::sleep(RENEW_EVERY + Duration::from_millis(10)).await;
         assert!(holding.check().is_ok());
         tokio::time::sleep(RENEW_EVERY).await;
@@ -308,7 +331,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_lease_whose_renewals_never_answer_counts_as_lost_before_it_expires() {
-        let holding = Holding::start(key(), Box::new(Hanging));
+        let holding = Holding::start(key(), Box::new(Hanging), Instant::now());
         tokio::time::sleep(CONFIRMED_FOR - Duration::from_secs(1)).await;
         assert!(holding.check().is_ok());
         tokio::time::sleep(Duration::from_secs(2)).await;

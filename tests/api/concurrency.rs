@@ -148,18 +148,27 @@ async fn a_key_that_fails_its_first_check_is_marked_with_pending_from_and_resume
 /// A mark as keyflip writes it when a regeneration outlived the budget (PendingFrom only).
 async fn seed_running_mark(app: &TestApp, secret: &str, account: &str, from: &str) {
     app.seed_account(account, "OpenAI").await;
-    let since = (OffsetDateTime::from_unix_timestamp(app.now().await).unwrap() - time::Duration::minutes(1))
-        .format(&Rfc3339)
-        .unwrap();
+    let since = OffsetDateTime::from_unix_timestamp(app.now().await).unwrap() - time::Duration::minutes(1);
     let from = match from {
         "current idle key" => fingerprint(&ApiKey::new(app.key(account, "key2").await)),
         other => fingerprint(&ApiKey::new(other)),
     };
+    // Signed with the app's mark key, as keyflip signs the marks it writes.
+    let version = "0123456789abcdef0123456789abcdef";
+    let active = ApiKey::new(app.key(account, "key1").await);
+    let proof = app
+        .leases
+        .mark_key()
+        .await
+        .unwrap()
+        .pending_proof(version, &active, "key2", since, &from);
     let mut spec = SecretSpec::new(secret, account)
         .tag("PendingSlot", "key2")
-        .tag("PendingSince", &since)
-        .tag("PendingFrom", &from);
+        .tag("PendingSince", &since.format(&Rfc3339).unwrap())
+        .tag("PendingFrom", &from)
+        .tag("PendingProof", &proof);
     spec.created_days_ago = 0;
+    spec.version = Some(version.to_string());
     app.seed_secret(spec).await;
 }
 
@@ -401,7 +410,11 @@ async fn a_regeneration_that_outlives_the_budget_ends_pending_and_is_resumed_nev
         marked.tag("PendingFrom"),
         Some(fingerprint(&ApiKey::new(old_idle.as_str())).as_str())
     );
-    assert_eq!(marked.tag("PendingProof"), None);
+    assert_eq!(
+        marked.tag("PendingProof").map(str::len),
+        Some(16),
+        "keyed by keyflip"
+    );
 
     // Act: a redelivery while it still runs, then one after it ended
     let early = app.deliver_for_latest(NEAR_EXPIRY, "lro").await;

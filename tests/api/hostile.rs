@@ -231,13 +231,7 @@ async fn pending_marks_keyflip_could_not_have_written_are_refused_before_any_wri
         ("names-nothing", "key3", &a_minute_ago, forged_proof, "not a slot"),
         ("unreadable", "key2", "yesterday", forged_proof, "RFC 3339"),
         ("no-slot", "", &a_minute_ago, forged_proof, "without PendingSlot"),
-        (
-            "no-proof",
-            "key2",
-            &a_minute_ago,
-            "",
-            "without PendingFrom or PendingProof",
-        ),
+        ("no-proof", "key2", &a_minute_ago, "", "without PendingProof"),
         // The forged mark of the review: it would skip the dwell and publish key2 unregenerated
         (
             "forged",

@@ -15,7 +15,7 @@ mod http_surface;
 mod lease;
 mod lifecycle;
 mod resilience;
-mod revoke;
 mod review7;
+mod revoke;
 mod secrets;
 mod sweep;

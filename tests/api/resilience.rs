@@ -165,7 +165,7 @@ async fn a_key_that_never_works_times_out_loudly_and_the_next_rotation_regenerat
 }
 
 #[tokio::test]
-async fn an_arm_500_on_regenerate_is_not_resent_and_a_redelivery_rotates() {
+async fn an_arm_500_on_regenerate_is_never_resent_before_the_pending_timeout() {
     // Arrange
     let app = spawn_app().await;
     app.seed_account("aoai-arm500", "OpenAI").await;
@@ -179,11 +179,11 @@ async fn an_arm_500_on_regenerate_is_not_resent_and_a_redelivery_rotates() {
     // Act
     let first = app.deliver_for_latest(NEAR_EXPIRY, "arm500").await;
 
-    // Assert: regenerateKey is sent once (a resend could regenerate twice); the invocation
-    // fails transiently so that Event Grid redelivers; nothing was published
+    // Assert: regenerateKey is sent once; keyflip cannot tell whether it will still land (a
+    // lost 202 looks the same), so it marks the slot pending; nothing was published
     assert_eq!(
         (first.status, first.outcome()),
-        (500, "failed:transient"),
+        (500, "pending"),
         "{:?}",
         first.body
     );
@@ -191,17 +191,46 @@ async fn an_arm_500_on_regenerate_is_not_resent_and_a_redelivery_rotates() {
     let calls = app.control.calls(Some("Accounts_RegenerateKey")).await.unwrap();
     let statuses: Vec<(u16, bool)> = calls.iter().map(|c| (c.status, c.faulted)).collect();
     assert_eq!(statuses, [(500, true)]);
-    assert_eq!(app.latest("arm500").await.value, original.value);
+    let marked = app.latest("arm500").await;
+    assert_eq!(marked.value, original.value);
+    assert_eq!(marked.tag("PendingSlot"), Some("key2"));
 
     // Act: Event Grid redelivers
     let rerun = app.deliver_for_latest(NEAR_EXPIRY, "arm500").await;
 
-    // Assert
+    // Assert: still pending, never resent
     assert_eq!(
         (rerun.status, rerun.outcome()),
-        (200, "rotated"),
+        (500, "pending"),
         "{:?}",
         rerun.body
+    );
+    assert_eq!(
+        app.control
+            .calls(Some("Accounts_RegenerateKey"))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Act: past the pending timeout it fails loudly, then the next rotation starts afresh
+    app.advance(6 * 3600 + 1).await;
+    let expired = app.deliver_for_latest(NEAR_EXPIRY, "arm500").await;
+    let fresh = app.deliver_for_latest(NEAR_EXPIRY, "arm500").await;
+
+    // Assert
+    assert_eq!(
+        expired.outcome(),
+        "failed:verification-timeout",
+        "{:?}",
+        expired.body
+    );
+    assert_eq!(
+        (fresh.status, fresh.outcome()),
+        (200, "rotated"),
+        "{:?}",
+        fresh.body
     );
     assert_eq!(app.regenerations("aoai-arm500").await, [0, 1]);
     let latest = app.latest("arm500").await;

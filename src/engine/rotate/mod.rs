@@ -20,6 +20,7 @@ mod repair;
 mod revoke;
 
 use pending::{check_pending, check_proof};
+use revoke::revoke_intent;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -36,6 +37,7 @@ use crate::domain::key::{fingerprint, mark_proof};
 use crate::domain::tags::{self, RotationTags, Tags};
 use crate::domain::untrusted::echo;
 use crate::domain::{ApiKey, ArmResourceId, Slot};
+use crate::lease::MarkKey;
 use crate::lease::{Holding, LeaseError, LeaseKey};
 use crate::providers::{KeyPair, KeyProvider, ProviderError, ResourceInfo, Verification};
 use crate::store::{LoadedSecret, NewVersion, StoreError};
@@ -209,6 +211,28 @@ impl Engine {
         }
     }
 
+    /// The key of keyflip's mark fingerprints, read once from beside the leases.
+    async fn mark_key(&self, deadline: Instant) -> Result<MarkKey, Finish> {
+        if let Some(key) = self.mark_key.get() {
+            return Ok(key.clone());
+        }
+        let reading = self.leases.mark_key();
+        match self.within(deadline, "reading the mark key", reading).await? {
+            Ok(key) => Ok(self.mark_key.get_or_init(|| async { key }).await.clone()),
+            Err(LeaseError::Permanent(e)) => Err(failed(
+                FailReason::Azure,
+                format!("reading the mark key ({}): {e}", self.leases.describe()),
+            )),
+            Err(e) => Err(failed(
+                FailReason::Transient,
+                format!(
+                    "reading the mark key ({}): {e}; a retry will resume",
+                    self.leases.describe()
+                ),
+            )),
+        }
+    }
+
     /// Runs `work` within what is left of the invocation's budget.
     async fn within<T>(
         &self,
@@ -263,10 +287,11 @@ impl Engine {
     /// the sweep leaves the secret to that rotation, the others answer that one is in progress.
     async fn take_lease(&self, request: &RotationRequest, deadline: Instant) -> Result<Holding, Finish> {
         let key = LeaseKey::new(&request.vault, &request.secret);
+        let sent = tokio::time::Instant::now();
         let taking = self.leases.acquire(&key);
         let taken = self.within(deadline, "taking the rotation lease", taking).await?;
         match taken {
-            Ok(lease) => Ok(Holding::start(key, lease)),
+            Ok(lease) => Ok(Holding::start(key, lease, sent)),
             Err(LeaseError::Held) => Err(match request.trigger {
                 TriggerKind::Timer => finish(
                     Outcome::Skipped(SkipReason::Locked),
@@ -389,6 +414,7 @@ impl Engine {
             plan: &plan,
             writes,
             deadline,
+            revoking: request.revoke_active,
         };
         if work == Work::Repair {
             return self.repair_secret(step, facts).await;
@@ -431,13 +457,23 @@ impl Engine {
             .map_err(|e| provider_failure(e, "listing the resource's keys"))?;
         self.cross_check(&plan, &secret, &keys)?;
         if let Some(mark) = &plan.tags.pending {
-            check_proof(mark, &secret, &plan, &keys)?;
+            let mark_key = self.mark_key(deadline).await?;
+            check_proof(mark, &secret, &plan, &keys, &mark_key)?;
         }
 
         // 3c. An unfinished revocation; an expired pending mark; no other secret on this resource.
-        if let Some(revoke) = &plan.tags.revoke {
-            return self.finish_revocation(step, revoke, &keys).await;
-        }
+        let step = match (&plan.tags.revoke, &plan.tags.pending) {
+            (Some(revoke), None) => return self.finish_revocation(step, revoke, &keys).await,
+            // An emergency whose new key had not passed its check yet: resumed, it still revokes.
+            (Some(revoke), Some(_)) => {
+                self.check_revoke_intent(step, revoke).await?;
+                Step {
+                    revoking: true,
+                    ..step
+                }
+            }
+            (None, _) => step,
+        };
         if let PendingState::Expired { since } = pending {
             return self.expire_pending(step, since).await;
         }
@@ -474,15 +510,20 @@ impl Engine {
         };
 
         // 6. Verify: a key that passes at once needs no mark; otherwise mark, then keep trying.
-        let (from, proof) = (
-            fingerprint(keys.get(plan.idle)),
-            mark_proof(secret.version.as_str(), keys.get(plan.active), &new_key),
+        let from = fingerprint(keys.get(plan.idle));
+        let mark_key = self.mark_key(deadline).await?;
+        let proof = mark_key.pending_proof(
+            secret.version.as_str(),
+            keys.get(plan.active),
+            plan.idle_tag,
+            now,
+            &from,
         );
         let mark = tags::Mark {
             slot: plan.idle_tag,
             since: now,
             from: &from,
-            proof: Some(&proof),
+            proof: &proof,
         };
         facts.verified = match plan.tags.verify_key {
             false => false,
@@ -523,10 +564,15 @@ impl Engine {
             secret.version.as_str(),
         )
         .map_err(|e| failed(FailReason::Misconfigured, e.to_string()))?;
-        if request.revoke_active {
+        if step.revoking {
             // Written with the flip, so a crash before the leaked slot is regenerated leaves a
             // mark the rerun finishes.
-            let proof = mark_proof(secret.version.as_str(), &new_key, keys.get(plan.active));
+            let proof = mark_key.revoke_proof(
+                secret.version.as_str(),
+                &new_key,
+                plan.active_tag,
+                keys.get(plan.active),
+            );
             new_tags = tags::with_revoke(&new_tags, plan.active_tag, &proof)
                 .map_err(|e| failed(FailReason::Misconfigured, e.to_string()))?;
         }
@@ -550,7 +596,7 @@ impl Engine {
         } else {
             "not verified (VerifyKey=false)"
         };
-        if request.revoke_active {
+        if step.revoking {
             let published_now = format!(
                 "published version {published}: {} is now the active key ({verified})",
                 plan.idle_tag
@@ -588,11 +634,12 @@ impl Engine {
             plan,
             writes,
             deadline,
+            ..
         } = step;
-        writes.allowed("publishing the new version")?;
+        let window = writes.allowed("publishing the new version")?;
         let new_key = version.value.clone();
         let publishing = self.store.publish(&request.vault, &secret.name, version);
-        let error = match tokio::time::timeout(before_reserve(deadline), publishing).await {
+        let error = match tokio::time::timeout(before_reserve(deadline).min(window), publishing).await {
             Ok(Ok(published)) => return Ok(published),
             Ok(Err(error)) => error,
             Err(_) => StoreError::Transient("the write did not answer within the invocation's budget".into()),
@@ -720,10 +767,12 @@ impl Engine {
                 slot: idle_tag,
                 since: OffsetDateTime::UNIX_EPOCH,
                 from: "0000000000000000",
-                proof: Some("0000000000000000"),
+                proof: "0000000000000000",
             },
         )
+        .and_then(|marked| tags::with_revoke(&marked, active_tag, "0000000000000000"))
         .and_then(|_| tags::for_new_version(&secret.tags, idle_tag, "manual", secret.version.as_str()))
+        .and_then(|next| tags::with_revoke(&next, active_tag, "0000000000000000"))
         .map_err(|e| failed(FailReason::Misconfigured, e.to_string()))?;
         let now = self.clock.now();
         if let Some(pending) = &parsed.pending {
@@ -798,15 +847,9 @@ impl Engine {
                         tracing::warn!(slot = %plan.idle_tag, "the regeneration's answer was lost, but it took effect");
                         now
                     }
-                    Ok(Ok(_)) => {
-                        return Err(failed(
-                            FailReason::Transient,
-                            format!(
-                                "regenerating {}: {why}; the keys read afterwards show it did not take effect, so a retry regenerates it (harmless: no consumer uses it); the published key is unchanged and stays valid",
-                                plan.idle_tag
-                            ),
-                        ));
-                    }
+                    // Unchanged proves nothing: a long-running operation whose 202 was lost
+                    // may still land, and regenerating again would let it kill the key the
+                    // retry publishes. Mark it and never resend before the pending timeout.
                     _ => {
                         return Err(self.mark_unfinished(step, before, now, &why).await);
                     }
@@ -917,6 +960,8 @@ struct Step<'a> {
     plan: &'a Plan,
     writes: Writes<'a>,
     deadline: Instant,
+    /// A leaked-key emergency (asked now, or resumed from a pending mark that carries it).
+    revoking: bool,
 }
 
 /// Steps 1–3a's findings, for the rest of the rotation.
@@ -934,8 +979,9 @@ struct Writes<'a> {
 }
 
 impl Writes<'_> {
-    /// Before each write: the lease must still be held, or the rotation stops here.
-    fn allowed(&self, doing: &str) -> Result<(), Finish> {
+    /// Before each write: the lease must still be held, or the rotation stops here. Gives how
+    /// long the write may take: it must end before the lease could expire.
+    fn allowed(&self, doing: &str) -> Result<Duration, Finish> {
         let Some(holding) = self.holding else {
             return Err(failed(
                 FailReason::Internal,
@@ -949,6 +995,11 @@ impl Writes<'_> {
             )
         })
     }
+}
+
+/// The deadline of a write the lease allows for `window`: the invocation's, or sooner.
+fn write_deadline(deadline: Instant, window: Duration) -> Instant {
+    deadline.min(Instant::now() + window)
 }
 
 /// How long releasing the lease may take at the end of a rotation.

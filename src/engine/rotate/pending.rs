@@ -49,24 +49,37 @@ pub(super) fn check_pending(
     Ok(())
 }
 
-/// A pending mark is resumed only when its `PendingProof` is the fingerprint of the resource's
-/// current keys (the active one and the regenerated idle one): a mark a tag writer forged, or
-/// one left from keys that changed since, is refused before anything is touched.
+/// A pending mark is resumed only when its `PendingProof` is keyflip's: keyed with the mark key
+/// over this version, the active key and the mark (or, for a mark an earlier keyflip wrote
+/// without `PendingFrom`, the unkeyed fingerprint of the version and the resource's current
+/// keys). A mark a tag writer forged, or one left from keys that changed since, is refused
+/// before anything is touched.
 pub(super) fn check_proof(
     mark: &tags::Pending,
     secret: &LoadedSecret,
     plan: &Plan,
     keys: &KeyPair,
+    mark_key: &MarkKey,
 ) -> Result<(), Finish> {
-    let expected = mark_proof(
-        secret.version.as_str(),
-        keys.get(plan.active),
-        keys.get(plan.idle),
-    );
-    let Some(proof) = &mark.proof else {
-        return Ok(());
+    let proof = mark.proof.as_deref().unwrap_or_default();
+    let proven = match &mark.from {
+        Some(from) => mark_key.proves(
+            proof,
+            &mark_key.pending_proof(
+                secret.version.as_str(),
+                keys.get(plan.active),
+                plan.idle_tag,
+                mark.since,
+                from,
+            ),
+        ),
+        None => proof.eq_ignore_ascii_case(&mark_proof(
+            secret.version.as_str(),
+            keys.get(plan.active),
+            keys.get(plan.idle),
+        )),
     };
-    if proof.eq_ignore_ascii_case(&expected) {
+    if proven {
         return Ok(());
     }
     Err(failed(
@@ -116,9 +129,17 @@ impl Engine {
             deadline,
             ..
         } = step;
-        writes.allowed("marking the rotation pending")?;
-        let marked = tags::with_pending(&secret.tags, mark)
+        let deadline = write_deadline(deadline, writes.allowed("marking the rotation pending")?);
+        let mut marked = tags::with_pending(&secret.tags, mark)
             .map_err(|e| failed(FailReason::Misconfigured, e.to_string()))?;
+        if step.revoking {
+            // The emergency's intent goes with the mark, so whichever trigger resumes the
+            // rotation also revokes the leaked key.
+            let mark_key = self.mark_key(deadline).await?;
+            let intent = revoke_intent(&mark_key, secret, step.plan);
+            marked = tags::with_revoke(&marked, step.plan.active_tag, &intent)
+                .map_err(|e| failed(FailReason::Misconfigured, e.to_string()))?;
+        }
         let marking = self
             .store
             .set_tags(&request.vault, &secret.name, &secret.version, marked);
@@ -145,11 +166,23 @@ impl Engine {
         why: &str,
     ) -> Finish {
         let plan = step.plan;
+        let mark_key = match self.mark_key(step.deadline).await {
+            Ok(key) => key,
+            Err(stopped) => return stopped,
+        };
+        let from = fingerprint(before.get(plan.idle));
+        let proof = mark_key.pending_proof(
+            step.secret.version.as_str(),
+            before.get(plan.active),
+            plan.idle_tag,
+            now,
+            &from,
+        );
         let mark = tags::Mark {
             slot: plan.idle_tag,
             since: now,
-            from: &fingerprint(before.get(plan.idle)),
-            proof: None,
+            from: &from,
+            proof: &proof,
         };
         match self.mark_pending(step, &mark).await {
             Ok(true) => finish(
@@ -184,6 +217,7 @@ impl Engine {
             plan,
             writes,
             deadline,
+            ..
         } = step;
         let message = format!(
             "the new {} key never passed its check since {} (KEYFLIP_PENDING_TIMEOUT_HOURS is {}); the published key is unchanged and stays valid; check the resource; the next rotation regenerates {} afresh",
@@ -195,7 +229,7 @@ impl Engine {
         if request.dry_run {
             return Err(failed(FailReason::VerificationTimeout, message));
         }
-        writes.allowed("clearing the expired pending mark")?;
+        let deadline = write_deadline(deadline, writes.allowed("clearing the expired pending mark")?);
         let cleared: Tags = tags::without_pending(&secret.tags);
         let clearing = self
             .store

@@ -13,6 +13,7 @@ impl Engine {
             plan,
             writes,
             deadline,
+            ..
         } = step;
         let resource = &plan.tags.provider_address;
         let keys = self
@@ -77,7 +78,7 @@ impl Engine {
             not_before: now,
             expires,
         };
-        writes.allowed("publishing the repaired version")?;
+        let deadline = write_deadline(deadline, writes.allowed("publishing the repaired version")?);
         let publishing = self.store.publish(&request.vault, &secret.name, version);
         let published = self
             .within(deadline, "publishing the repaired version", publishing)

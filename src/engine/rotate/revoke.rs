@@ -4,7 +4,42 @@
 
 use super::*;
 
+/// `RevokeProof` on a pending mark of an emergency (the intent): keyed over the marked version
+/// and its value, the leaked key, named with its slot.
+pub(super) fn revoke_intent(mark_key: &MarkKey, secret: &LoadedSecret, plan: &Plan) -> String {
+    mark_key.revoke_proof(
+        secret.version.as_str(),
+        &secret.value,
+        plan.active_tag,
+        &secret.value,
+    )
+}
+
 impl Engine {
+    /// A pending mark that carries `RevokePending` must carry keyflip's intent for this version
+    /// and its active (leaked) slot; anything else was forged.
+    pub(super) async fn check_revoke_intent(
+        &self,
+        step: Step<'_>,
+        revoke: &tags::Revoke,
+    ) -> Result<(), Finish> {
+        let plan = step.plan;
+        let mark_key = self.mark_key(step.deadline).await?;
+        let intent = revoke_intent(&mark_key, step.secret, plan);
+        let names_active = plan.provider.slot_from_tag(&revoke.slot) == Some(plan.active);
+        if names_active && mark_key.proves(&revoke.proof, &intent) {
+            return Ok(());
+        }
+        Err(failed(
+            FailReason::Misconfigured,
+            format!(
+                "the pending mark carries RevokePending={}, which keyflip did not write for this version: it will not regenerate {} on it; remove the tags RevokePending and RevokeProof (and rerun with mode=revoke-active if a key leaked)",
+                echo(&revoke.slot),
+                plan.active_tag
+            ),
+        ))
+    }
+
     /// A rerun that finds `RevokePending` on the latest version: regenerate the leaked slot
     /// (now the idle one) if it still holds the leaked key and the mark is keyflip's, then clear
     /// the mark; never a fresh rotation.
@@ -20,6 +55,7 @@ impl Engine {
             plan,
             writes,
             deadline,
+            ..
         } = step;
         if plan.provider.slot_from_tag(&revoke.slot) != Some(plan.idle) {
             return Err(failed(
@@ -32,15 +68,19 @@ impl Engine {
             ));
         }
         let previous = tags::tag(&secret.tags, tags::PREVIOUS_VERSION).unwrap_or_default();
-        let expected = mark_proof(previous, &secret.value, keys.get(plan.idle));
+        let mark_key = self.mark_key(deadline).await?;
+        let keyflips = mark_key.proves(
+            &revoke.proof,
+            &mark_key.revoke_proof(previous, &secret.value, plan.idle_tag, keys.get(plan.idle)),
+        );
         if request.dry_run {
             return Ok(finish(
                 Outcome::Planned,
                 format!("would finish the revocation of {}", plan.idle_tag),
             ));
         }
-        if !revoke.proof.eq_ignore_ascii_case(&expected) {
-            writes.allowed("clearing the revocation mark")?;
+        if !keyflips {
+            let deadline = write_deadline(deadline, writes.allowed("clearing the revocation mark")?);
             let cleared = tags::without_revoke(&secret.tags);
             let clearing = self
                 .store
@@ -81,6 +121,7 @@ impl Engine {
             plan,
             writes,
             deadline,
+            ..
         } = step;
         let secret = &secret.name;
         let unfinished = |why: String| {
@@ -104,14 +145,14 @@ impl Engine {
         }
         tracing::warn!(slot = %leaked_tag, "regenerated the leaked key");
         let cleared = match writes.allowed("clearing the revocation mark") {
-            Ok(()) => {
+            Ok(window) => {
                 let clearing = self.store.set_tags(
                     &request.vault,
                     secret,
                     version,
                     tags::without_revoke(version_tags),
                 );
-                let left = deadline.saturating_duration_since(Instant::now());
+                let left = deadline.saturating_duration_since(Instant::now()).min(window);
                 matches!(tokio::time::timeout(left, clearing).await, Ok(Ok(())))
             }
             Err(_) => false,
