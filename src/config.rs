@@ -228,8 +228,24 @@ fn parse_lease(v: Vars<'_>) -> Result<LeaseMode, ConfigError> {
     }
 }
 
-/// The lease storage, required unless `KEYFLIP_LEASE=in-process`.
+/// Set by App Service on every instance in Azure.
+const WEBSITE_INSTANCE_ID: &str = "WEBSITE_INSTANCE_ID";
+
+/// The lease storage, required unless `KEYFLIP_LEASE=in-process`. The local development
+/// storage (Azurite) is refused in Azure: there it would mean no lease at all.
 fn parse_storage(vars: &HashMap<String, String>) -> Result<StorageConfig, ConfigError> {
+    let in_azure = Vars(vars).get(WEBSITE_INSTANCE_ID).is_some();
+    let development = Vars(vars)
+        .get(AZURE_WEBJOBS_STORAGE)
+        .is_some_and(|v| v.to_ascii_lowercase().contains("usedevelopmentstorage=true"));
+    if in_azure && development {
+        return Err(invalid(
+            AZURE_WEBJOBS_STORAGE,
+            "UseDevelopmentStorage=true",
+            "names the local storage emulator, but this instance runs in Azure (WEBSITE_INSTANCE_ID is set)",
+            "the app's storage account (a connection string, or AzureWebJobsStorage__accountName)",
+        ));
+    }
     StorageConfig::from_vars(vars)?.ok_or(ConfigError::Missing {
         setting: AZURE_WEBJOBS_STORAGE,
         expected: "the app's storage account, which holds the rotation leases: a connection string with an AccountKey, UseDevelopmentStorage=true (Azurite), or identity-based AzureWebJobsStorage__accountName / AzureWebJobsStorage__blobServiceUri; or set KEYFLIP_LEASE=in-process when a single process rotates".to_string(),
@@ -1026,6 +1042,8 @@ mod tests {
         );
         let bad = err(&[(AZURE_WEBJOBS_STORAGE, "AccountName=x")]);
         assert_eq!(bad.setting(), AZURE_WEBJOBS_STORAGE, "{bad}");
+        let in_azure = err(&[(WEBSITE_INSTANCE_ID, "abc123")]);
+        assert!(in_azure.to_string().contains("runs in Azure"), "{in_azure}");
     }
 
     fn with(pairs: &[(&str, &str)]) -> HashMap<String, String> {

@@ -431,3 +431,27 @@ async fn an_account_key_signs_a_sas_that_works_and_is_never_shown() {
     }
     assert!(world.azurite.output().contains("Azurite Blob service"));
 }
+
+#[tokio::test]
+async fn the_mark_key_is_made_once_beside_the_leases_and_every_instance_reads_the_same() {
+    // Arrange: two instances' clients on one storage account, nothing stored yet
+    let world = world().await;
+    let (one, two) = (world.token_leases(), world.token_leases());
+
+    // Act
+    let first = one.mark_key().await.unwrap();
+    let second = two.mark_key().await.unwrap();
+    let again = one.mark_key().await.unwrap();
+
+    // Assert: one key, created once (if-none-match) in keyflip-locks/.mark-key, never printed
+    let parts = ["v1", "some-active-key"];
+    assert_eq!(first.proof(&parts), second.proof(&parts));
+    assert_eq!(first.proof(&parts), again.proof(&parts));
+    let uploads = world.calls("Blob_Upload").await;
+    let made: Vec<_> = uploads
+        .iter()
+        .filter(|c| c.target == "keyflip-locks/.mark-key")
+        .collect();
+    assert_eq!(made.len(), 1, "{uploads:?}");
+    assert_eq!(format!("{first:?}"), "MarkKey(<redacted>)");
+}
