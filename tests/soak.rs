@@ -609,7 +609,9 @@ fn soak_seconds() -> u64 {
 async fn chaos_soak_keeps_every_invariant_across_instances() {
     let seed = soak_seed();
     let seconds = soak_seconds();
-    println!("soak: seed {seed}, {seconds} s of chaos (replay with KEYFLIP_SOAK_SEED={seed})");
+    say(&format!(
+        "soak: seed {seed}, {seconds} s of chaos (replay with KEYFLIP_SOAK_SEED={seed})"
+    ));
     let rng = Rng::new(seed);
 
     // The emulator at wall time, Azurite behind it, the accounts and secrets.
@@ -743,7 +745,7 @@ async fn chaos_soak_keeps_every_invariant_across_instances() {
         .count();
     let c = &soak.counts;
     let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-    println!(
+    say(&format!(
         "soak: seed={seed} elapsed={:.0}s published={published} rotated_outcomes={} regenerate_calls={regenerate_calls} consumer_calls={} consumer_rejected={} active_regenerations={} writes_checked={} lease_windows={} overlaps={} resumed_with_regenerate={} latest_not_working={} pending_left={} key_leaks={} | events={} duplicates={} late_events={} sweeps={} manual={} cli={} kills={} kills_after_regenerate={} faults={} unanswered={} marks_seen={} calls={}",
         elapsed.as_secs_f64(),
         c.rotated(),
@@ -769,8 +771,8 @@ async fn chaos_soak_keeps_every_invariant_across_instances() {
         get(&c.unanswered),
         marks.len(),
         calls.len(),
-    );
-    println!("soak: outcomes {:?}", c.outcomes.lock().unwrap());
+    ));
+    say(&format!("soak: outcomes {:?}", c.outcomes.lock().unwrap()));
 
     let mut problems = Vec::new();
     let mut report = |what: &str, items: &[String]| {
@@ -806,4 +808,11 @@ async fn chaos_soak_keeps_every_invariant_across_instances() {
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Prints a line straight to stderr, past the test harness's capture, so that `cargo test`
+/// (and CI) shows the soak's counts even when it passes.
+fn say(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
