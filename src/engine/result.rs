@@ -41,9 +41,6 @@ pub enum SkipReason {
     NothingToRepair,
     /// The sweep met a secret whose lease another rotation holds: left to that one.
     Locked,
-    /// A `RevokePending` mark whose slot no longer holds the leaked key (or that keyflip did
-    /// not write): cleared, nothing regenerated.
-    NothingToRevoke,
 }
 
 /// Why a rotation failed.
@@ -143,7 +140,6 @@ fn skip_label(reason: SkipReason) -> &'static str {
         SkipReason::Ignored => "ignored",
         SkipReason::NothingToRepair => "nothing-to-repair",
         SkipReason::Locked => "locked",
-        SkipReason::NothingToRevoke => "nothing-to-revoke",
     }
 }
 

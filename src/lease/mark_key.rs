@@ -54,8 +54,10 @@ impl MarkKey {
         Ok(Self(Arc::new(bytes)))
     }
 
-    /// `PendingProof`: the version a pending mark is written on, the active key, and the mark
-    /// itself (its slot, `PendingSince` in whole seconds, `PendingFrom`).
+    /// `PendingProof`: the version a pending mark is written on, the active key, the mark
+    /// itself (its slot, `PendingSince` in whole seconds, `PendingFrom`) and its purpose (a
+    /// rotation, or a leaked-key emergency that must revoke once published), so that stripping
+    /// or adding tags cannot change what a resume does.
     pub fn pending_proof(
         &self,
         version: &str,
@@ -63,9 +65,11 @@ impl MarkKey {
         slot: &str,
         since: OffsetDateTime,
         from: &str,
+        revoking: bool,
     ) -> String {
         let since = since.unix_timestamp().to_string();
-        self.proof(&["pending", version, active.expose(), slot, &since, from])
+        let purpose = if revoking { "revoke-active" } else { "rotate" };
+        self.proof(&["pending", version, active.expose(), slot, &since, from, purpose])
     }
 
     /// `RevokeProof`: the version the emergency replaced, the key it published, and the leaked
@@ -132,25 +136,20 @@ mod tests {
         assert!(!key.proves("", ""));
         let active = ApiKey::new("active-key-value");
         let at = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
-        let pending = key.pending_proof("v1", &active, "key2", at, "fedcba9876543210");
+        let from = "fedcba9876543210";
+        let pending = key.pending_proof("v1", &active, "key2", at, from, false);
         assert!(!pending.contains("active"));
+        assert_ne!(pending, key.pending_proof("v2", &active, "key2", at, from, false));
+        assert_ne!(pending, key.pending_proof("v1", &active, "key1", at, from, false));
         assert_ne!(
             pending,
-            key.pending_proof("v2", &active, "key2", at, "fedcba9876543210")
+            key.pending_proof("v1", &active, "key2", at, from, true),
+            "purpose"
         );
-        assert_ne!(
-            pending,
-            key.pending_proof("v1", &active, "key1", at, "fedcba9876543210")
-        );
+        let later = at + time::Duration::milliseconds(300);
         assert_eq!(
             pending,
-            key.pending_proof(
-                "v1",
-                &active,
-                "key2",
-                at + time::Duration::milliseconds(300),
-                "fedcba9876543210"
-            ),
+            key.pending_proof("v1", &active, "key2", later, from, false),
             "whole seconds"
         );
     }

@@ -253,8 +253,7 @@ pub fn status_for(outcome: Outcome) -> StatusCode {
             | SkipReason::NotDue
             | SkipReason::NotManaged
             | SkipReason::Ignored
-            | SkipReason::NothingToRepair
-            | SkipReason::NothingToRevoke,
+            | SkipReason::NothingToRepair,
         ) => StatusCode::OK,
         Outcome::Pending => StatusCode::ACCEPTED,
         Outcome::Skipped(SkipReason::Dwell | SkipReason::Disabled | SkipReason::Locked)

@@ -161,7 +161,7 @@ async fn seed_running_mark(app: &TestApp, secret: &str, account: &str, from: &st
         .mark_key()
         .await
         .unwrap()
-        .pending_proof(version, &active, "key2", since, &from);
+        .pending_proof(version, &active, "key2", since, &from, false);
     let mut spec = SecretSpec::new(secret, account)
         .tag("PendingSlot", "key2")
         .tag("PendingSince", &since.format(&Rfc3339).unwrap())
@@ -484,4 +484,43 @@ async fn an_accepted_regeneration_that_cannot_be_followed_is_marked_and_never_re
             .len(),
         1
     );
+}
+
+#[tokio::test]
+async fn a_mark_from_an_earlier_keyflip_is_not_stranded_the_idle_slot_is_regenerated_afresh() {
+    // Arrange: an upgrade meets a mark issue 6's keyflip wrote (PendingProof over the version,
+    // key1 and the regenerated key2; no PendingFrom): unkeyed, so it cannot be told from a
+    // forgery by a tag writer who reads the versions
+    let app = spawn_app().await;
+    app.seed_account("aoai-legacy", "OpenAI").await;
+    let version = "fedcba9876543210fedcba9876543210";
+    let proof = keyflip::domain::key::mark_proof(
+        version,
+        &ApiKey::new(app.key("aoai-legacy", "key1").await),
+        &ApiKey::new(app.key("aoai-legacy", "key2").await),
+    );
+    let since = (OffsetDateTime::from_unix_timestamp(app.now().await).unwrap() - time::Duration::minutes(10))
+        .format(&Rfc3339)
+        .unwrap();
+    let mut spec = SecretSpec::new("legacy", "aoai-legacy")
+        .tag("PendingSlot", "key2")
+        .tag("PendingSince", &since)
+        .tag("PendingProof", &proof);
+    spec.version = Some(version.to_string());
+    app.seed_secret(spec).await;
+
+    // Act
+    let answer = app.deliver_for_latest(NEAR_EXPIRY, "legacy").await;
+
+    // Assert: it converges: key2 is regenerated once more (unused, so harmless) and published
+    assert_eq!(
+        (answer.status, answer.outcome()),
+        (200, "rotated"),
+        "{:?}",
+        answer.body
+    );
+    assert_eq!(app.regenerations("aoai-legacy").await, [0, 1]);
+    let latest = app.latest("legacy").await;
+    assert_eq!(latest.value, app.key("aoai-legacy", "key2").await);
+    assert_eq!(latest.tag("PendingSlot"), None);
 }

@@ -247,6 +247,7 @@ async fn pending_marks_keyflip_could_not_have_written_are_refused_before_any_wri
         let mut spec = SecretSpec::new(name, &account)
             .tag("PendingSlot", slot)
             .tag("PendingSince", since)
+            .tag("PendingFrom", "0000000000000000")
             .tag("PendingProof", proof);
         spec.created_days_ago = 0;
         app.seed_secret(spec).await;
@@ -269,24 +270,29 @@ async fn pending_marks_keyflip_could_not_have_written_are_refused_before_any_wri
 
 #[tokio::test]
 async fn a_pending_mark_a_few_seconds_in_the_future_is_clock_skew_and_resumes() {
-    // Arrange: another instance's clock is 2 minutes ahead; its regenerated key2 waits (its
-    // proof is the fingerprint of the marked version, key1 and the regenerated key2)
+    // Arrange: another instance's clock is 2 minutes ahead; its regenerated key2 waits (the
+    // mark is signed with the deployment's mark key, over the version, key1 and the mark)
     let app = spawn_app().await;
     app.seed_account("aoai-skew", "OpenAI").await;
     let now = app.now().await;
-    let since = time::OffsetDateTime::from_unix_timestamp(now + 120)
-        .unwrap()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap();
+    let since = time::OffsetDateTime::from_unix_timestamp(now + 120).unwrap();
     let version = "0123456789abcdef0123456789abcdef";
-    let proof = keyflip::domain::key::mark_proof(
+    let from = keyflip::domain::key::fingerprint(&ApiKey::new("the key2 before"));
+    let proof = app.leases.mark_key().await.unwrap().pending_proof(
         version,
         &ApiKey::new(app.key("aoai-skew", "key1").await),
-        &ApiKey::new(app.key("aoai-skew", "key2").await),
+        "key2",
+        since,
+        &from,
+        false,
     );
+    let since = since
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
     let mut spec = SecretSpec::new("skew", "aoai-skew")
         .tag("PendingSlot", "key2")
         .tag("PendingSince", &since)
+        .tag("PendingFrom", &from)
         .tag("PendingProof", &proof);
     spec.version = Some(version.into());
     app.seed_secret(spec).await;

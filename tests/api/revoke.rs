@@ -100,7 +100,7 @@ async fn a_crash_between_the_publish_and_the_second_regenerate_is_finished_by_an
 }
 
 #[tokio::test]
-async fn a_revoke_mark_keyflip_did_not_write_regenerates_nothing_and_is_cleared() {
+async fn a_revoke_mark_keyflip_did_not_write_regenerates_nothing_and_is_reported() {
     // Arrange: a tag writer adds RevokePending=key2 to a fresh version to get the idle slot
     // regenerated inside the dwell (an I2 weapon if it were obeyed)
     let app = spawn_app().await;
@@ -117,13 +117,15 @@ async fn a_revoke_mark_keyflip_did_not_write_regenerates_nothing_and_is_cleared(
     // Act
     let answer = app.manual(VAULT, "forged", "").await;
 
-    // Assert
+    // Assert: refused loudly (keyflip cannot tell a forgery from a revocation that already
+    // happened, and clearing it could leave a leaked key valid); nothing regenerated or cleared
     assert_eq!(
         (answer.status, answer.outcome()),
-        (200, "skipped:nothing-to-revoke"),
+        (422, "failed:misconfigured"),
         "{:?}",
         answer.body
     );
+    assert!(answer.message().contains("not keyflip's"), "{}", answer.message());
     assert_eq!(app.regenerations("aoai-forged").await, [0, 0]);
-    assert_eq!(app.latest("forged").await.tag("RevokePending"), None);
+    assert_eq!(app.latest("forged").await.tag("RevokePending"), Some("key2"));
 }

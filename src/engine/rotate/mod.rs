@@ -20,7 +20,6 @@ mod repair;
 mod revoke;
 
 use pending::{check_pending, check_proof};
-use revoke::revoke_intent;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -33,7 +32,7 @@ use tracing::{Instrument, Span, field};
 use super::claims::{Claim, Claims};
 use super::decide::{self, PendingState};
 use super::{Engine, FailReason, Outcome, RotationRequest, RotationResult, SkipReason, TriggerKind};
-use crate::domain::key::{fingerprint, mark_proof};
+use crate::domain::key::fingerprint;
 use crate::domain::tags::{self, RotationTags, Tags};
 use crate::domain::untrusted::echo;
 use crate::domain::{ApiKey, ArmResourceId, Slot};
@@ -456,24 +455,22 @@ impl Engine {
             .await?
             .map_err(|e| provider_failure(e, "listing the resource's keys"))?;
         self.cross_check(&plan, &secret, &keys)?;
-        if let Some(mark) = &plan.tags.pending {
-            let mark_key = self.mark_key(deadline).await?;
-            check_proof(mark, &secret, &plan, &keys, &mark_key)?;
+        // Read before any resource write: a mark must be writable if a regeneration outlives
+        // the budget (a dry run reads it only to check a mark).
+        let mark_key = match (&plan.tags.pending, request.dry_run) {
+            (None, true) => None,
+            _ => Some(self.mark_key(deadline).await?),
+        };
+        let mut step = step;
+        if let (Some(mark), Some(mark_key)) = (&plan.tags.pending, &mark_key) {
+            // An emergency whose new key had not passed its check yet: resumed, it still revokes.
+            step.revoking |= check_proof(mark, &secret, &plan, &keys, mark_key)?;
         }
 
         // 3c. An unfinished revocation; an expired pending mark; no other secret on this resource.
-        let step = match (&plan.tags.revoke, &plan.tags.pending) {
-            (Some(revoke), None) => return self.finish_revocation(step, revoke, &keys).await,
-            // An emergency whose new key had not passed its check yet: resumed, it still revokes.
-            (Some(revoke), Some(_)) => {
-                self.check_revoke_intent(step, revoke).await?;
-                Step {
-                    revoking: true,
-                    ..step
-                }
-            }
-            (None, _) => step,
-        };
+        if let (Some(revoke), None) = (&plan.tags.revoke, &plan.tags.pending) {
+            return self.finish_revocation(step, revoke, &keys).await;
+        }
         if let PendingState::Expired { since } = pending {
             return self.expire_pending(step, since).await;
         }
@@ -518,6 +515,7 @@ impl Engine {
             plan.idle_tag,
             now,
             &from,
+            step.revoking,
         );
         let mark = tags::Mark {
             slot: plan.idle_tag,
@@ -723,7 +721,7 @@ impl Engine {
                 ),
             });
         }
-        let parsed = RotationTags::parse(&secret.tags, self.settings.lead_days)
+        let mut parsed = RotationTags::parse(&secret.tags, self.settings.lead_days)
             .map_err(|e| failed(FailReason::Misconfigured, e.to_string()))?;
         let provider = self
             .providers
@@ -777,6 +775,15 @@ impl Engine {
         let now = self.clock.now();
         if let Some(pending) = &parsed.pending {
             check_pending(pending, provider.as_ref(), active, now)?;
+        }
+        // A mark an earlier keyflip wrote (no PendingFrom, an unkeyed proof) cannot be told
+        // from a forgery, so it is not resumed: the idle slot is regenerated afresh, which no
+        // consumer notices (I5), and the dwell applies as if there were no mark.
+        if parsed.pending.as_ref().is_some_and(|p| p.from.is_none()) {
+            tracing::warn!(
+                "a pending mark from an earlier keyflip (no PendingFrom) is not resumed; the idle slot is regenerated afresh"
+            );
+            parsed.pending = None;
         }
         expiry(now, parsed.validity_days)?;
         Ok(Plan {
@@ -833,10 +840,10 @@ impl Engine {
             deadline,
             ..
         } = step;
-        writes.allowed("regenerating the idle key")?;
+        let window = writes.allowed("regenerating the idle key")?;
         let resource = &plan.tags.provider_address;
         let regenerating = plan.provider.regenerate(resource, plan.idle);
-        let answer = tokio::time::timeout(before_reserve(deadline), regenerating).await;
+        let answer = tokio::time::timeout(before_reserve(deadline).min(window), regenerating).await;
         let after = match answer {
             Ok(Ok(after)) => after,
             // The answer was lost: the keys say whether it took effect (never sent again).

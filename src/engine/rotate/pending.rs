@@ -50,37 +50,33 @@ pub(super) fn check_pending(
 }
 
 /// A pending mark is resumed only when its `PendingProof` is keyflip's: keyed with the mark key
-/// over this version, the active key and the mark (or, for a mark an earlier keyflip wrote
-/// without `PendingFrom`, the unkeyed fingerprint of the version and the resource's current
-/// keys). A mark a tag writer forged, or one left from keys that changed since, is refused
-/// before anything is touched.
+/// over this version, the active key, the mark and its purpose. Gives whether the mark is a
+/// leaked-key emergency's (which the resume must finish by revoking). A mark a tag writer forged,
+/// or one left from keys that changed since, is refused before anything is touched.
 pub(super) fn check_proof(
     mark: &tags::Pending,
     secret: &LoadedSecret,
     plan: &Plan,
     keys: &KeyPair,
     mark_key: &MarkKey,
-) -> Result<(), Finish> {
+) -> Result<bool, Finish> {
     let proof = mark.proof.as_deref().unwrap_or_default();
-    let proven = match &mark.from {
-        Some(from) => mark_key.proves(
-            proof,
-            &mark_key.pending_proof(
-                secret.version.as_str(),
-                keys.get(plan.active),
-                plan.idle_tag,
-                mark.since,
-                from,
-            ),
-        ),
-        None => proof.eq_ignore_ascii_case(&mark_proof(
+    let from = mark.from.as_deref().unwrap_or_default();
+    let made = |revoking| {
+        mark_key.pending_proof(
             secret.version.as_str(),
             keys.get(plan.active),
-            keys.get(plan.idle),
-        )),
+            plan.idle_tag,
+            mark.since,
+            from,
+            revoking,
+        )
     };
-    if proven {
-        return Ok(());
+    if mark_key.proves(proof, &made(false)) {
+        return Ok(false);
+    }
+    if mark_key.proves(proof, &made(true)) {
+        return Ok(true);
     }
     Err(failed(
         FailReason::Misconfigured,
@@ -130,16 +126,10 @@ impl Engine {
             ..
         } = step;
         let deadline = write_deadline(deadline, writes.allowed("marking the rotation pending")?);
-        let mut marked = tags::with_pending(&secret.tags, mark)
+        // An emergency's intent is in the mark's proof, so whichever trigger resumes the
+        // rotation also revokes, and stripping tags cannot stop it.
+        let marked = tags::with_pending(&secret.tags, mark)
             .map_err(|e| failed(FailReason::Misconfigured, e.to_string()))?;
-        if step.revoking {
-            // The emergency's intent goes with the mark, so whichever trigger resumes the
-            // rotation also revokes the leaked key.
-            let mark_key = self.mark_key(deadline).await?;
-            let intent = revoke_intent(&mark_key, secret, step.plan);
-            marked = tags::with_revoke(&marked, step.plan.active_tag, &intent)
-                .map_err(|e| failed(FailReason::Misconfigured, e.to_string()))?;
-        }
         let marking = self
             .store
             .set_tags(&request.vault, &secret.name, &secret.version, marked);
@@ -177,6 +167,7 @@ impl Engine {
             plan.idle_tag,
             now,
             &from,
+            step.revoking,
         );
         let mark = tags::Mark {
             slot: plan.idle_tag,
@@ -219,8 +210,15 @@ impl Engine {
             deadline,
             ..
         } = step;
+        let unrevoked = match step.revoking {
+            true => format!(
+                "; the leaked-key emergency did not complete: the leaked {} key is still valid, so call again with mode=revoke-active",
+                plan.active_tag
+            ),
+            false => String::new(),
+        };
         let message = format!(
-            "the new {} key never passed its check since {} (KEYFLIP_PENDING_TIMEOUT_HOURS is {}); the published key is unchanged and stays valid; check the resource; the next rotation regenerates {} afresh",
+            "the new {} key never passed its check since {} (KEYFLIP_PENDING_TIMEOUT_HOURS is {}); the published key is unchanged and stays valid; check the resource; the next rotation regenerates {} afresh{unrevoked}",
             plan.idle_tag,
             rfc3339(since),
             in_hours(self.settings.pending_timeout),

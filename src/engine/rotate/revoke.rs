@@ -4,42 +4,7 @@
 
 use super::*;
 
-/// `RevokeProof` on a pending mark of an emergency (the intent): keyed over the marked version
-/// and its value, the leaked key, named with its slot.
-pub(super) fn revoke_intent(mark_key: &MarkKey, secret: &LoadedSecret, plan: &Plan) -> String {
-    mark_key.revoke_proof(
-        secret.version.as_str(),
-        &secret.value,
-        plan.active_tag,
-        &secret.value,
-    )
-}
-
 impl Engine {
-    /// A pending mark that carries `RevokePending` must carry keyflip's intent for this version
-    /// and its active (leaked) slot; anything else was forged.
-    pub(super) async fn check_revoke_intent(
-        &self,
-        step: Step<'_>,
-        revoke: &tags::Revoke,
-    ) -> Result<(), Finish> {
-        let plan = step.plan;
-        let mark_key = self.mark_key(step.deadline).await?;
-        let intent = revoke_intent(&mark_key, step.secret, plan);
-        let names_active = plan.provider.slot_from_tag(&revoke.slot) == Some(plan.active);
-        if names_active && mark_key.proves(&revoke.proof, &intent) {
-            return Ok(());
-        }
-        Err(failed(
-            FailReason::Misconfigured,
-            format!(
-                "the pending mark carries RevokePending={}, which keyflip did not write for this version: it will not regenerate {} on it; remove the tags RevokePending and RevokeProof (and rerun with mode=revoke-active if a key leaked)",
-                echo(&revoke.slot),
-                plan.active_tag
-            ),
-        ))
-    }
-
     /// A rerun that finds `RevokePending` on the latest version: regenerate the leaked slot
     /// (now the idle one) if it still holds the leaked key and the mark is keyflip's, then clear
     /// the mark; never a fresh rotation.
@@ -53,7 +18,6 @@ impl Engine {
             request,
             secret,
             plan,
-            writes,
             deadline,
             ..
         } = step;
@@ -73,27 +37,21 @@ impl Engine {
             &revoke.proof,
             &mark_key.revoke_proof(previous, &secret.value, plan.idle_tag, keys.get(plan.idle)),
         );
+        if !keyflips {
+            // Forged, or written under another mark key, or already revoked before the mark was
+            // cleared: keyflip cannot tell, and clearing it could leave a leaked key valid.
+            return Err(failed(
+                FailReason::Misconfigured,
+                format!(
+                    "tag RevokePending names {idle}, but its RevokeProof is not keyflip's for {idle}'s current key: either the revocation already happened (then remove the tags RevokePending and RevokeProof), or the mark was not written by this deployment; keyflip regenerates nothing and leaves the mark; if a key leaked, check which, then call again with mode=revoke-active",
+                    idle = plan.idle_tag
+                ),
+            ));
+        }
         if request.dry_run {
             return Ok(finish(
                 Outcome::Planned,
                 format!("would finish the revocation of {}", plan.idle_tag),
-            ));
-        }
-        if !keyflips {
-            let deadline = write_deadline(deadline, writes.allowed("clearing the revocation mark")?);
-            let cleared = tags::without_revoke(&secret.tags);
-            let clearing = self
-                .store
-                .set_tags(&request.vault, &secret.name, &secret.version, cleared);
-            self.within(deadline, "clearing the revocation mark", clearing)
-                .await?
-                .map_err(|e| store_failure(e, "clearing the revocation mark"))?;
-            return Ok(finish(
-                Outcome::Skipped(SkipReason::NothingToRevoke),
-                format!(
-                    "{} no longer holds the key the revocation was for (it was regenerated already, or the mark was not keyflip's): nothing regenerated; the mark is cleared",
-                    plan.idle_tag
-                ),
             ));
         }
         tracing::warn!(slot = %plan.idle_tag, "finishing an interrupted leaked-key revocation");
