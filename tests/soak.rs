@@ -433,11 +433,21 @@ async fn fault_monkey(soak: Arc<Soak>, mut rng: Rng) {
                 .await
         } else {
             let (operation, status, phase) = match roll {
-                20..=44 => (
-                    ["Accounts_RegenerateKey", "Accounts_ListKeys"][rng.below(2) as usize],
-                    [500, 503, 429][rng.below(3) as usize],
-                    [Phase::Before, Phase::After][rng.below(2) as usize],
-                ),
+                20..=44 => {
+                    let status = [500, 503, 429][rng.below(3) as usize];
+                    // Resource Manager throttles before a request reaches the resource provider:
+                    // a 429 means "not done", so it never strikes after the operation ran
+                    // (keyflip relies on that; a 5xx may strike either side).
+                    let phase = match status {
+                        429 => Phase::Before,
+                        _ => [Phase::Before, Phase::After][rng.below(2) as usize],
+                    };
+                    (
+                        ["Accounts_RegenerateKey", "Accounts_ListKeys"][rng.below(2) as usize],
+                        status,
+                        phase,
+                    )
+                }
                 45..=74 => (
                     ["GetSecret", "SetSecret", "UpdateSecret"][rng.below(3) as usize],
                     [429, 503][rng.below(2) as usize],
