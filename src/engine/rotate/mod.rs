@@ -507,28 +507,12 @@ impl Engine {
         };
 
         // 6. Verify: a key that passes at once needs no mark; otherwise mark, then keep trying.
-        let from = fingerprint(keys.get(plan.idle));
-        let mark_key = self.mark_key(deadline).await?;
-        let proof = mark_key.pending_proof(
-            secret.version.as_str(),
-            keys.get(plan.active),
-            plan.idle_tag,
-            now,
-            &from,
-            step.revoking,
-        );
-        let mark = tags::Mark {
-            slot: plan.idle_tag,
-            since: now,
-            from: &from,
-            proof: &proof,
-        };
         facts.verified = match plan.tags.verify_key {
             false => false,
             true => {
                 let mut passed = self.check_key(provider, &info, &new_key, deadline).await;
                 if !passed && !marked {
-                    marked = self.mark_pending(step, &mark).await?;
+                    marked = self.mark_pending(step, &keys, now).await?;
                 }
                 if !passed {
                     passed = self.verify(provider, &info, &new_key, deadline).await;
@@ -565,6 +549,7 @@ impl Engine {
         if step.revoking {
             // Written with the flip, so a crash before the leaked slot is regenerated leaves a
             // mark the rerun finishes.
+            let mark_key = self.mark_key(deadline).await?;
             let proof = mark_key.revoke_proof(
                 secret.version.as_str(),
                 &new_key,
@@ -584,7 +569,7 @@ impl Engine {
             not_before: now,
             expires,
         };
-        let unmarked = (!marked).then_some(&mark);
+        let unmarked = (!marked).then_some((&keys, now));
         let published = self.publish_checked(step, version, unmarked).await?;
         facts.version = Some(published.to_string());
         facts.expires = Some(rfc3339(expires));
@@ -618,13 +603,14 @@ impl Engine {
     /// Step 7's write, under the lease; a publish whose answer failed or timed out is re-read
     /// before it is reported, since it may have landed (then the pointer already flipped, and
     /// a forced retry would regenerate the slot that just became active). One that did not
-    /// land (or may land late) is marked pending with `unmarked` if no mark exists yet, so the
+    /// land (or may land late) is marked pending (`unmarked`: the keys before and the moment) if
+    /// no mark exists yet, so the
     /// rerun publishes this key instead of regenerating it.
     async fn publish_checked(
         &self,
         step: Step<'_>,
         version: NewVersion,
-        unmarked: Option<&tags::Mark<'_>>,
+        unmarked: Option<(&KeyPair, OffsetDateTime)>,
     ) -> Result<crate::domain::SecretVersion, Finish> {
         let Step {
             request,
@@ -650,7 +636,7 @@ impl Engine {
         }
         let marked = match unmarked {
             None => true,
-            Some(mark) => self.mark_pending(step, mark).await.unwrap_or(false),
+            Some((before, since)) => self.mark_pending(step, before, since).await.unwrap_or(false),
         };
         let next = match marked {
             true => "a rerun publishes it without regenerating".to_string(),

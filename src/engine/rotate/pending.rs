@@ -116,19 +116,42 @@ impl Engine {
         ))
     }
 
-    /// Writes a pending mark under the lease: `true` if it landed.
-    pub(super) async fn mark_pending(&self, step: Step<'_>, mark: &tags::Mark<'_>) -> Result<bool, Finish> {
+    /// Writes a pending mark under the lease for the idle slot, whose key before the
+    /// regeneration is `before`'s, since `since`: `true` if it landed.
+    pub(super) async fn mark_pending(
+        &self,
+        step: Step<'_>,
+        before: &KeyPair,
+        since: OffsetDateTime,
+    ) -> Result<bool, Finish> {
         let Step {
             request,
             secret,
+            plan,
             writes,
             deadline,
             ..
         } = step;
-        let deadline = write_deadline(deadline, writes.allowed("marking the rotation pending")?);
+        let mark_key = self.mark_key(deadline).await?;
+        let from = fingerprint(before.get(plan.idle));
         // An emergency's intent is in the mark's proof, so whichever trigger resumes the
         // rotation also revokes, and stripping tags cannot stop it.
-        let marked = tags::with_pending(&secret.tags, mark)
+        let proof = mark_key.pending_proof(
+            secret.version.as_str(),
+            before.get(plan.active),
+            plan.idle_tag,
+            since,
+            &from,
+            step.revoking,
+        );
+        let mark = tags::Mark {
+            slot: plan.idle_tag,
+            since,
+            from: &from,
+            proof: &proof,
+        };
+        let deadline = write_deadline(deadline, writes.allowed("marking the rotation pending")?);
+        let marked = tags::with_pending(&secret.tags, &mark)
             .map_err(|e| failed(FailReason::Misconfigured, e.to_string()))?;
         let marking = self
             .store
@@ -156,26 +179,7 @@ impl Engine {
         why: &str,
     ) -> Finish {
         let plan = step.plan;
-        let mark_key = match self.mark_key(step.deadline).await {
-            Ok(key) => key,
-            Err(stopped) => return stopped,
-        };
-        let from = fingerprint(before.get(plan.idle));
-        let proof = mark_key.pending_proof(
-            step.secret.version.as_str(),
-            before.get(plan.active),
-            plan.idle_tag,
-            now,
-            &from,
-            step.revoking,
-        );
-        let mark = tags::Mark {
-            slot: plan.idle_tag,
-            since: now,
-            from: &from,
-            proof: &proof,
-        };
-        match self.mark_pending(step, &mark).await {
+        match self.mark_pending(step, before, now).await {
             Ok(true) => finish(
                 Outcome::Pending,
                 format!(
