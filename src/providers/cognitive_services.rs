@@ -35,6 +35,15 @@ use crate::domain::{ApiKey, ArmResourceId, Slot};
 
 /// The Resource Manager api-version of every account call.
 pub const API_VERSION: &str = "2025-06-01";
+/// The ARM resource type this provider rotates.
+pub const RESOURCE_TYPE: &str = "Microsoft.CognitiveServices/accounts";
+/// Every Resource Manager action a rotation of an account calls: the least-privilege custom
+/// role of `infra/` grants exactly these (a test compares them).
+pub const ARM_ACTIONS: &[&str] = &[
+    "Microsoft.CognitiveServices/accounts/read",
+    "Microsoft.CognitiveServices/accounts/listKeys/action",
+    "Microsoft.CognitiveServices/accounts/regenerateKey/action",
+];
 /// The GA data-plane api-version of the OpenAI model list.
 pub const OPENAI_MODELS_API_VERSION: &str = "2024-10-21";
 /// `properties.endpoints` entry of the OpenAI surface.

@@ -120,6 +120,29 @@ pub trait KeyProvider: Send + Sync + std::fmt::Debug {
     async fn verify(&self, info: &ResourceInfo, key: &ApiKey) -> Verification;
 }
 
+/// A resource type keyflip rotates, as deployment and `doctor` need to know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SupportedType {
+    /// `Microsoft.CognitiveServices/accounts`.
+    pub resource_type: &'static str,
+    /// Every Resource Manager action a rotation of such a resource calls (exact strings, no
+    /// wildcards): the custom role of `infra/` holds exactly the union of these.
+    pub arm_actions: &'static [&'static str],
+}
+
+/// Every resource type the registry below serves, in its order.
+pub const SUPPORTED_TYPES: &[SupportedType] = &[SupportedType {
+    resource_type: cognitive_services::RESOURCE_TYPE,
+    arm_actions: cognitive_services::ARM_ACTIONS,
+}];
+
+/// The supported type of an ARM resource type (case-insensitive).
+pub fn supported_type(resource_type: &str) -> Option<&'static SupportedType> {
+    SUPPORTED_TYPES
+        .iter()
+        .find(|t| t.resource_type.eq_ignore_ascii_case(resource_type))
+}
+
 /// The providers keyflip knows, by ARM resource type.
 #[derive(Debug, Clone)]
 pub struct Providers {
