@@ -246,7 +246,7 @@ fn checked(tags: Tags) -> Result<Tags, TagError> {
     Ok(tags)
 }
 
-fn rfc3339(at: OffsetDateTime) -> String {
+pub(crate) fn rfc3339(at: OffsetDateTime) -> String {
     at.format(&Rfc3339)
         .unwrap_or_else(|_| at.unix_timestamp().to_string())
 }

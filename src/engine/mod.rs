@@ -8,6 +8,7 @@
 
 pub mod claims;
 pub mod decide;
+pub mod log_events;
 pub mod result;
 mod rotate;
 mod sweep;

@@ -143,7 +143,7 @@ fn skip_label(reason: SkipReason) -> &'static str {
     }
 }
 
-fn fail_label(reason: FailReason) -> &'static str {
+pub(crate) fn fail_label(reason: FailReason) -> &'static str {
     match reason {
         FailReason::Misconfigured => "misconfigured",
         FailReason::NotAllowed => "not-allowed",

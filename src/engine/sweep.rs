@@ -18,6 +18,7 @@ use futures::{FutureExt, StreamExt};
 
 use super::claims::{Claim, Claims};
 use super::decide::{self, Due};
+use super::log_events;
 use super::rotate::shared_message;
 use super::{
     Engine, FailReason, Outcome, RotationRequest, RotationResult, SkipReason, SweepReport, TriggerKind,
@@ -59,9 +60,11 @@ impl Engine {
                     if !matches!(e, StoreError::NotFound(_)) {
                         unlisted.push(vault.clone());
                     }
-                    report.problems.push(format!(
+                    let problem = format!(
                         "listing vault {vault} failed: {e}; check KEYFLIP_VAULTS and keyflip's access to the vault"
-                    ));
+                    );
+                    log_events::sweep_problem(vault.as_str(), &problem);
+                    report.problems.push(problem);
                 }
                 Err(_) => {
                     complete = false;
@@ -98,7 +101,15 @@ impl Engine {
         for decision in decisions {
             match decision {
                 Decision::Rotate(request) => to_rotate.push(request),
-                Decision::Report(result) => report.results.push(result),
+                Decision::Report(result) => {
+                    // What the sweep refused without rotating is an operator's to fix: it goes
+                    // to the log contract like a rotation's failure; a skip does not (one line
+                    // per secret not due would drown the rest).
+                    if matches!(result.outcome, Outcome::Failed(_)) {
+                        log_events::rotation_ended(&result, None);
+                    }
+                    report.results.push(result);
+                }
             }
         }
         report.summary.due = to_rotate.len();
@@ -123,17 +134,7 @@ impl Engine {
         for error in &report.errors {
             tracing::warn!("{error}");
         }
-        for problem in &report.problems {
-            tracing::error!("{problem}");
-        }
-        tracing::info!(
-            scanned = report.summary.scanned,
-            due = report.summary.due,
-            rotated = report.summary.rotated,
-            pending = report.summary.pending,
-            failed = report.summary.failed,
-            "sweep finished"
-        );
+        log_events::sweep_completed(&report);
         report
     }
 
@@ -198,10 +199,12 @@ impl Engine {
                 continue;
             }
             let holding: Vec<String> = holders.iter().map(ToString::to_string).collect();
-            report.problems.push(format!(
+            let problem = format!(
                 "{} name the same resource in their ProviderAddress tag and hold its keys: rotating one would regenerate the key another publishes, so keyflip rotates none of them; give each resource one managed secret",
                 holding.join(" and ")
-            ));
+            );
+            log_events::sweep_problem("", &problem);
+            report.problems.push(problem);
             for holder in &holding {
                 let others: Vec<&str> = holding
                     .iter()
@@ -272,6 +275,9 @@ impl Engine {
                 )));
             }
         };
+        if let Some(expires) = summary.expires.filter(|exp| *exp <= self.clock.now()) {
+            log_events::secret_expired(vault.as_str(), name, expires);
+        }
         if let Some((outcome, message)) = refused.get(&format!("{vault}/{name}")) {
             return Some(Decision::Report(self.report(vault, name, *outcome, message)));
         }

@@ -30,6 +30,7 @@ use super::Rotator;
 use super::envelope::{Invocation, InvocationResponse, NotAnEnvelope, Reply};
 use super::event::{KeyVaultEvent, clues, parse_event};
 use crate::domain::VaultName;
+use crate::engine::log_events;
 use crate::engine::{Class, FailReason, Outcome, RotationRequest, RotationResult, SkipReason, TriggerKind};
 
 /// The function's name: its folder under `functions/` and its route on the handler.
@@ -202,15 +203,12 @@ pub async fn handle(
     let plan = decide(&invocation, budget, &|vault| rotator.serves(vault));
     let result = match plan.decision {
         Decision::Rotate(request) => {
-            tracing::info!(event = %plan.about, "rotating for the event");
+            tracing::info!(about = %plan.about, "rotating for the event");
             rotator.rotate(request).await
         }
         Decision::Answer(result) => {
-            let outcome = result.outcome.label();
-            match result.outcome {
-                Outcome::Failed(_) => tracing::error!(event = %plan.about, %outcome, "{}", result.message),
-                _ => tracing::info!(event = %plan.about, %outcome, "{}", result.message),
-            }
+            tracing::info_span!("event", about = %plan.about)
+                .in_scope(|| log_events::rotation_ended(&result, None));
             result
         }
     };

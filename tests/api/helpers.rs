@@ -723,3 +723,22 @@ pub fn run_keyflip(app: &TestApp, args: &[&str], extra_env: &[(&str, &str)]) -> 
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+
+/// POSTs `body` to the child process as the Functions host would; the raw answer.
+pub async fn host_post(app: &TestApp, url: String, body: String) -> (u16, String) {
+    let response = app
+        .http
+        .post(url)
+        .header("Content-Type", "application/json")
+        .header(
+            "X-Azure-Functions-InvocationId",
+            "22222222-3333-4444-8555-666666666666",
+        )
+        .header("User-Agent", "Azure-Functions-Host/4.1037.0")
+        .body(body)
+        .send()
+        .await
+        .expect("keyflip serve answers");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("body"))
+}

@@ -14,6 +14,7 @@ mod hostile;
 mod http_surface;
 mod lease;
 mod lifecycle;
+mod log_contract;
 mod resilience;
 mod review7;
 mod revoke;

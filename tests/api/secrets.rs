@@ -6,7 +6,9 @@ use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{SecretSpec, TestApp, VAULT, event_envelope, fixture, serve_process, spawn_app};
+use crate::helpers::{
+    SecretSpec, TestApp, VAULT, event_envelope, fixture, host_post as post, serve_process, spawn_app,
+};
 
 const VAULT_TWO: &str = "kv-api-two";
 
@@ -42,25 +44,6 @@ const SECRETS: [(&str, &str, &str); 4] = [
     (VAULT, "i7-manual", "i7-manual-acc"),
     (VAULT_TWO, "i7-sweep", "i7-sweep-acc"),
 ];
-
-/// POSTs `body` to the child process as the Functions host would; the raw answer.
-async fn post(app: &TestApp, url: String, body: String) -> (u16, String) {
-    let response = app
-        .http
-        .post(url)
-        .header("Content-Type", "application/json")
-        .header(
-            "X-Azure-Functions-InvocationId",
-            "22222222-3333-4444-8555-666666666666",
-        )
-        .header("User-Agent", "Azure-Functions-Host/4.1037.0")
-        .body(body)
-        .send()
-        .await
-        .expect("keyflip serve answers");
-    let status = response.status().as_u16();
-    (status, response.text().await.expect("body"))
-}
 
 fn outcome(body: &str) -> String {
     let value: Value = serde_json::from_str(body).unwrap_or(Value::Null);

@@ -46,12 +46,24 @@ use crate::store::{LoadedSecret, NewVersion, StoreError};
 pub(super) struct Finish {
     outcome: Outcome,
     pub(super) message: String,
+    /// When the rotation became pending, for a `pending` outcome (the log contract's
+    /// `pending_since`).
+    pending_since: Option<OffsetDateTime>,
 }
 
 fn finish(outcome: Outcome, message: impl Into<String>) -> Finish {
     Finish {
         outcome,
         message: message.into(),
+        pending_since: None,
+    }
+}
+
+/// A `pending` outcome, pending since `since`.
+fn pending_since(since: OffsetDateTime, message: impl Into<String>) -> Finish {
+    Finish {
+        pending_since: Some(since),
+        ..finish(Outcome::Pending, message)
     }
 }
 
@@ -186,15 +198,14 @@ impl Engine {
             .run(&request, work, &mut facts, started)
             .instrument(span.clone())
             .await;
-        let Finish { outcome, message } = match ended {
+        let Finish {
+            outcome,
+            message,
+            pending_since,
+        } = match ended {
             Ok(done) | Err(done) => done,
         };
-        span.in_scope(|| match outcome.class() {
-            super::Class::Success => tracing::info!(outcome = %outcome.label(), "{message}"),
-            super::Class::Transient => tracing::warn!(outcome = %outcome.label(), "{message}"),
-            super::Class::Permanent => tracing::error!(outcome = %outcome.label(), "{message}"),
-        });
-        RotationResult {
+        let result = RotationResult {
             secret: request.secret.to_string(),
             vault: request.vault.to_string(),
             provider: facts.provider,
@@ -207,7 +218,9 @@ impl Engine {
             verified: facts.verified,
             duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             message,
-        }
+        };
+        span.in_scope(|| super::log_events::rotation_ended(&result, pending_since));
+        result
     }
 
     /// The key of keyflip's mark fingerprints, read once from beside the leases.
@@ -525,8 +538,8 @@ impl Engine {
                             plan.idle_tag
                         ),
                     };
-                    return Err(finish(
-                        Outcome::Pending,
+                    return Err(pending_since(
+                        since,
                         format!(
                             "the new {} key does not pass its check yet (pending since {}); the published key is unchanged and stays valid; {next_time}",
                             plan.idle_tag,

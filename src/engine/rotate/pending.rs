@@ -104,8 +104,8 @@ impl Engine {
         if !from.eq_ignore_ascii_case(&fingerprint(keys.get(plan.idle))) {
             return Ok(());
         }
-        Err(finish(
-            Outcome::Pending,
+        Err(pending_since(
+            since,
             format!(
                 "the regeneration of {} (pending since {}) has not taken effect yet: the slot still holds the key it had before; the published key is unchanged and stays valid; a later invocation checks again and never regenerates {} before the pending timeout ({} h)",
                 plan.idle_tag,
@@ -180,8 +180,8 @@ impl Engine {
     ) -> Finish {
         let plan = step.plan;
         match self.mark_pending(step, before, now).await {
-            Ok(true) => finish(
-                Outcome::Pending,
+            Ok(true) => pending_since(
+                now,
                 format!(
                     "{why}: marked pending; the published key is unchanged and stays valid; a later invocation checks whether {} took effect and never regenerates it again before the pending timeout ({} h)",
                     plan.idle_tag,
