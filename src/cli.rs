@@ -1,6 +1,7 @@
 //! The command line: `serve` (what the Functions host runs), `rotate` (the engine from a
 //! terminal, and `rotate --repair`, which only a person at a terminal can run: the HTTP
-//! surface has no repair), `demo` (everything offline against the local stand-in of Azure).
+//! surface has no repair), `onboard` and `doctor` (an operator's set-up and checks, under their
+//! own credentials), `demo` (everything offline against the local stand-in of Azure).
 
 use clap::{Parser, Subcommand};
 
@@ -45,6 +46,60 @@ pub enum Command {
         #[arg(long, conflicts_with_all = ["repair", "force"])]
         revoke_active: bool,
         /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bring an existing key under management: write the secret's first managed version (the
+    /// resource's key, CredentialId, ProviderAddress, ValidityPeriodDays, exp) under your own
+    /// credentials; or, with --all-in-scope, propose one for every AI services account of the
+    /// vault's allowed scopes that no managed secret names.
+    Onboard {
+        /// Vault name (one of KEYFLIP_VAULTS).
+        #[arg(long)]
+        vault: String,
+        /// Secret name to write.
+        #[arg(
+            long,
+            required_unless_present = "all_in_scope",
+            conflicts_with = "all_in_scope"
+        )]
+        secret: Option<String>,
+        /// ARM id of the resource whose key the secret holds.
+        #[arg(
+            long,
+            required_unless_present = "all_in_scope",
+            conflicts_with = "all_in_scope"
+        )]
+        resource_id: Option<String>,
+        /// ValidityPeriodDays: the lifetime of each version.
+        #[arg(long, default_value_t = 60)]
+        validity_days: u32,
+        /// Replace a secret that is already managed (under its rotation lease), or an unmanaged
+        /// one holding neither of the resource's keys.
+        #[arg(long, conflicts_with = "all_in_scope")]
+        force: bool,
+        /// Manage a resource without a trustworthy data-plane check (writes VerifyKey=false).
+        #[arg(long, conflicts_with = "all_in_scope")]
+        no_verify: bool,
+        /// Propose a secret for every AI services account in the vault's allowed scopes.
+        #[arg(long)]
+        all_in_scope: bool,
+        /// With --all-in-scope: write the proposed secrets (without it, nothing is written).
+        #[arg(long, requires = "all_in_scope")]
+        yes: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the set-up without changing anything keyflip relies on: configuration, tokens,
+    /// vault permissions and access model, every managed secret (read, listKeys, proof of
+    /// possession, the data-plane check against a wrong key), the lease storage and the Event
+    /// Grid subscription; prints each failure with its fix. Exit code 1 when a check fails.
+    Doctor {
+        /// Object id of the app's managed identity, to check its role assignments too.
+        #[arg(long)]
+        app_principal_id: Option<String>,
+        /// Print the report as JSON.
         #[arg(long)]
         json: bool,
     },

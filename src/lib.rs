@@ -21,6 +21,7 @@
 /// The version of this build.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+pub mod admin;
 pub mod app;
 pub mod azure;
 pub mod cli;

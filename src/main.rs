@@ -6,6 +6,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
+use keyflip::admin::Tools;
+use keyflip::admin::doctor;
+use keyflip::admin::onboard::{OnboardError, OnboardRequest, Onboarded};
 use keyflip::app::{self, AzureAccess};
 use keyflip::cli::{Cli, Command};
 use keyflip::clock::SystemClock;
@@ -73,6 +76,37 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             };
             rotate(&vault, &secret, mode, json).await
         }
+        Command::Onboard {
+            vault,
+            secret,
+            resource_id,
+            validity_days,
+            force,
+            no_verify,
+            all_in_scope,
+            yes,
+            json,
+        } => match (all_in_scope, secret, resource_id) {
+            (true, _, _) => onboard_all(&vault, validity_days, yes, json).await,
+            (false, Some(secret), Some(resource)) => {
+                let one = OnboardOne {
+                    secret,
+                    resource,
+                    validity_days,
+                    force,
+                    no_verify,
+                };
+                onboard(&vault, one, json).await
+            }
+            _ => Err(Failure::new(
+                2,
+                "onboard needs --secret and --resource-id, or --all-in-scope",
+            )),
+        },
+        Command::Doctor {
+            app_principal_id,
+            json,
+        } => doctor(app_principal_id, json).await,
         Command::Demo { json } => demo(json).await,
     }
 }
@@ -178,6 +212,156 @@ async fn rotate(vault: &str, secret: &str, mode: RotateMode, json: bool) -> Resu
             format!("{} (retry later)", result.outcome.label()),
         )),
         Class::Permanent => Err(Failure::new(1, result.outcome.label())),
+    }
+}
+
+/// The operator commands' tools: the settings, the environment's credential (your own sign-in
+/// from a terminal), the system clock.
+fn tools(vars: &std::collections::HashMap<String, String>) -> Result<Tools, Failure> {
+    let settings = settings(vars)?;
+    let startup = |e: app::StartupError| Failure::new(1, error_chain(&e));
+    let access = AzureAccess::new(&settings).map_err(startup)?;
+    let credential = access.credential(&settings, vars).map_err(startup)?;
+    Tools::new(&settings, &access, credential, Arc::new(SystemClock)).map_err(startup)
+}
+
+fn onboard_failure(error: OnboardError) -> Failure {
+    match error {
+        OnboardError::Refused(m) => Failure::new(1, m),
+        OnboardError::Transient(m) => Failure::new(EXIT_TEMPORARY, format!("{m} (retry later)")),
+    }
+}
+
+/// One `keyflip onboard` without `--all-in-scope`.
+struct OnboardOne {
+    secret: String,
+    resource: String,
+    validity_days: u32,
+    force: bool,
+    no_verify: bool,
+}
+
+async fn onboard(vault: &str, one: OnboardOne, json: bool) -> Result<(), Failure> {
+    let vars = env_vars();
+    start_telemetry(&vars)?;
+    let request = OnboardRequest {
+        vault: VaultName::parse(vault).map_err(|e| Failure::new(2, e.to_string()))?,
+        secret: SecretName::parse(&one.secret).map_err(|e| Failure::new(2, e.to_string()))?,
+        resource: one.resource,
+        validity_days: one.validity_days,
+        force: one.force,
+        no_verify: one.no_verify,
+    };
+    let tools = tools(&vars)?;
+    let done = keyflip::admin::onboard::onboard(&tools, &request)
+        .await
+        .map_err(onboard_failure)?;
+    print_onboarded(&done, json);
+    Ok(())
+}
+
+fn print_onboarded(done: &Onboarded, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string(done).unwrap_or_default());
+    } else {
+        let kept = match done.kept_value {
+            true => " (the value it already held: consumers notice nothing)",
+            false => "",
+        };
+        println!(
+            "{}/{}: onboarded: version {} holds {} of {}{kept}, verified: {}, expires {}",
+            done.vault, done.secret, done.version, done.slot, done.resource, done.verified, done.expires
+        );
+    }
+}
+
+async fn onboard_all(vault: &str, validity_days: u32, yes: bool, json: bool) -> Result<(), Failure> {
+    let vars = env_vars();
+    start_telemetry(&vars)?;
+    let vault = VaultName::parse(vault).map_err(|e| Failure::new(2, e.to_string()))?;
+    let tools = tools(&vars)?;
+    let proposals = keyflip::admin::onboard::propose(&tools, &vault)
+        .await
+        .map_err(onboard_failure)?;
+    if !json {
+        print!("{}", keyflip::admin::onboard::table(&proposals));
+    }
+    let mut written = Vec::new();
+    let mut failures = Vec::new();
+    if yes {
+        for proposal in proposals.iter().filter(|p| p.action == "onboard") {
+            let Some(secret) = proposal.secret.as_deref().and_then(|s| SecretName::parse(s).ok()) else {
+                continue;
+            };
+            let request = OnboardRequest {
+                vault: vault.clone(),
+                secret,
+                resource: proposal.resource.clone(),
+                validity_days,
+                force: false,
+                no_verify: false,
+            };
+            match keyflip::admin::onboard::onboard(&tools, &request).await {
+                Ok(done) => {
+                    if !json {
+                        print_onboarded(&done, false);
+                    }
+                    written.push(done);
+                }
+                Err(e) => {
+                    if !json {
+                        println!("{}/{}: not onboarded: {e}", request.vault, request.secret);
+                    }
+                    failures.push(serde_json::json!({"secret": request.secret.to_string(), "resource": request.resource, "error": e.to_string()}));
+                }
+            }
+        }
+    }
+    if json {
+        let answer = serde_json::json!({"proposals": proposals, "onboarded": written, "failed": failures});
+        println!("{answer}");
+    } else if !yes {
+        let count = proposals.iter().filter(|p| p.action == "onboard").count();
+        println!("{count} to onboard; nothing written: run again with --yes to write them");
+    }
+    match failures.is_empty() {
+        true => Ok(()),
+        false => Err(Failure::new(
+            1,
+            format!("{} secrets were not onboarded", failures.len()),
+        )),
+    }
+}
+
+async fn doctor(app_principal_id: Option<String>, json: bool) -> Result<(), Failure> {
+    let vars = env_vars();
+    start_telemetry(&vars)?;
+    if let Some(id) = &app_principal_id
+        && !doctor::is_guid(id)
+    {
+        return Err(Failure::new(
+            2,
+            "--app-principal-id must be an object id (a GUID), e.g. the deployment's output KEYFLIP_APP_PRINCIPAL_ID",
+        ));
+    }
+    let report = match Settings::from_vars(&vars) {
+        Err(e) => doctor::Report::configuration_failed(&e.to_string()),
+        Ok(_) => {
+            let tools = tools(&vars)?;
+            let options = doctor::Options {
+                app_principal_id,
+                unknown_settings: Settings::unrecognized(&vars),
+            };
+            doctor::run(&tools, &options).await
+        }
+    };
+    match json {
+        true => println!("{}", serde_json::to_string(&report).unwrap_or_default()),
+        false => print!("{}", report.text()),
+    }
+    match report.ok {
+        true => Ok(()),
+        false => Err(Failure::new(1, "doctor found failures (see above)")),
     }
 }
 

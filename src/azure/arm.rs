@@ -88,6 +88,9 @@ fn status_prefix(status: Option<u16>) -> String {
     status.map(|s| format!("{s} ")).unwrap_or_default()
 }
 
+/// The most pages [`ArmClient::list`] follows.
+pub const MAX_LIST_PAGES: usize = 200;
+
 /// The shortest wait between two polls of a long-running operation, whatever `Retry-After` says.
 pub const MIN_POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// The longest wait between two polls, whatever `Retry-After` says: a budget of seconds must
@@ -197,6 +200,84 @@ impl ArmClient {
     /// empty body).
     pub async fn get(&self, resource: &ArmResourceId, api_version: &str) -> Result<Value, ArmError> {
         self.send(Method::Get, resource, None, api_version, None).await
+    }
+
+    /// `GET <endpoint>/<segments>?<query>&api-version=<api_version>`: a read of anything
+    /// Resource Manager serves (a collection, a scope's permissions, a role definition). The
+    /// URL is built from the segments (each one is encoded, never reinterpreted).
+    pub async fn get_at(
+        &self,
+        segments: &[&str],
+        query: &[(&str, &str)],
+        api_version: &str,
+    ) -> Result<Value, ArmError> {
+        let url = self.url_at(segments, query, api_version)?;
+        self.get_url(url).await
+    }
+
+    /// Every item of a collection: `value` of each page, following `nextLink` (only to this
+    /// endpoint: keyflip's token goes nowhere else) for at most [`MAX_LIST_PAGES`] pages.
+    pub async fn list(
+        &self,
+        segments: &[&str],
+        query: &[(&str, &str)],
+        api_version: &str,
+    ) -> Result<Vec<Value>, ArmError> {
+        let mut url = self.url_at(segments, query, api_version)?;
+        let mut items = Vec::new();
+        for _ in 0..MAX_LIST_PAGES {
+            let page = self.get_url(url).await?;
+            if let Some(values) = page.get("value").and_then(Value::as_array) {
+                items.extend(values.iter().cloned());
+            }
+            match page
+                .get("nextLink")
+                .and_then(Value::as_str)
+                .filter(|l| !l.trim().is_empty())
+            {
+                None => return Ok(items),
+                Some(next) => {
+                    url = self.poll_url(next, "nextLink").map_err(|e| ArmError::Permanent {
+                        status: None,
+                        code: "UnfollowableNextLink".into(),
+                        message: e.to_string(),
+                    })?;
+                }
+            }
+        }
+        Err(ArmError::Permanent {
+            status: None,
+            code: "TooManyPages".into(),
+            message: format!(
+                "the list under /{} has more than {MAX_LIST_PAGES} pages; keyflip stops there",
+                truncate(&segments.join("/"), 200)
+            ),
+        })
+    }
+
+    fn url_at(&self, segments: &[&str], query: &[(&str, &str)], api_version: &str) -> Result<Url, ArmError> {
+        let mut pairs = query.to_vec();
+        pairs.push(("api-version", api_version));
+        with_segments(&self.endpoint, segments, &pairs).ok_or_else(|| ArmError::Permanent {
+            status: None,
+            code: "InvalidResourcePath".into(),
+            message: format!(
+                "the URL of /{} under {} would not name exactly that path; keyflip refuses to call it",
+                truncate(&segments.join("/"), 200),
+                self.endpoint
+            ),
+        })
+    }
+
+    async fn get_url(&self, url: Url) -> Result<Value, ArmError> {
+        let mut request = Request::new(url, Method::Get);
+        request.insert_header("accept", "application/json");
+        let response = self
+            .pipeline
+            .send(&Context::new(), &mut request, Some(no_checks()))
+            .await
+            .map_err(|e| classify_sdk_error(&e))?;
+        read_answer(&response)
     }
 
     /// `POST <endpoint>/<resource>/<action>?api-version=<api_version>` (`listKeys`,

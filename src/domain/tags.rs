@@ -270,6 +270,35 @@ pub fn for_new_version(
     checked(tags)
 }
 
+/// The tags of the version `keyflip onboard` writes: `existing`'s carried forward (a secret
+/// brought under management keeps its other tags), the three rotation tags set, `VerifyKey=false`
+/// when the resource is published without a check, keyflip's own tags, and no leftover mark.
+pub fn for_onboarding(
+    existing: Option<&Tags>,
+    credential_id: &str,
+    provider_address: &str,
+    validity_days: u32,
+    verify: bool,
+) -> Result<Tags, TagError> {
+    let mut tags = existing.cloned().unwrap_or_default();
+    put(&mut tags, CREDENTIAL_ID, credential_id.to_string());
+    put(&mut tags, PROVIDER_ADDRESS, provider_address.to_string());
+    put(&mut tags, VALIDITY_PERIOD_DAYS, validity_days.to_string());
+    match verify {
+        true => remove(&mut tags, VERIFY_KEY),
+        false => put(&mut tags, VERIFY_KEY, "false".to_string()),
+    }
+    put(&mut tags, ROTATED_BY, format!("keyflip/{}", crate::VERSION));
+    put(&mut tags, ROTATION_TRIGGER, "onboard".to_string());
+    for name in PENDING_TAGS
+        .into_iter()
+        .chain([REVOKE_PENDING, REVOKE_PROOF, PREVIOUS_VERSION])
+    {
+        remove(&mut tags, name);
+    }
+    checked(tags)
+}
+
 /// The tags of a version published by a leaked-key emergency: `RevokePending` set until the
 /// formerly active slot is regenerated.
 pub fn with_revoke(tags: &Tags, slot: &str, proof: &str) -> Result<Tags, TagError> {

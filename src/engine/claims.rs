@@ -104,6 +104,14 @@ impl Claims {
             .unwrap_or_default()
     }
 
+    /// Every claim on `resource`.
+    pub fn on(&self, resource: &ArmResourceId) -> &[Claim] {
+        self.by_resource
+            .get(&resource.key())
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+
     /// Every resource named by more than one claim, with its claims.
     pub fn shared(&self) -> impl Iterator<Item = (&str, &[Claim])> {
         self.by_resource

@@ -1,0 +1,447 @@
+//! `keyflip onboard`: brings an existing key under management. It reads the resource's keys
+//! with the caller's own credentials, checks the key on the resource's data plane, and writes
+//! the secret's first managed version: the key, `CredentialId`, `ProviderAddress`,
+//! `ValidityPeriodDays` and `exp`. And with `--all-in-scope`, it proposes one secret for every
+//! AI services account of the vault's allowed scopes that no managed secret names yet.
+//!
+//! It refuses, before writing anything: a vault keyflip does not serve; a resource outside that
+//! vault's scopes, of a type keyflip does not rotate, with local auth off, or already named by
+//! another managed secret (rotating either would kill the other's key, I9); a secret that is
+//! already managed (unless `--force`, which then takes the rotation lease, so no rotation is
+//! overwritten mid-flight); an unmanaged secret whose value is neither key of the resource
+//! (writing would change what its consumers read, unless `--force`); a kind without a
+//! trustworthy check (unless `--no-verify`, which writes `VerifyKey=false`, I4).
+//!
+//! An existing secret that already holds one of the resource's keys keeps it: the new version
+//! holds the same value with `CredentialId` naming that slot, so its consumers notice nothing.
+//! Otherwise the new version holds `key1`. No key value is ever printed or logged (I7).
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+
+use super::Tools;
+use super::directory::Account;
+use crate::azure::arm::ArmError;
+use crate::domain::tags::{self, RotationTags, Tags, rfc3339};
+use crate::domain::{ApiKey, ArmResourceId, SecretName, Slot, VaultName};
+use crate::engine::claims::Claims;
+use crate::lease::{LeaseError, LeaseKey};
+use crate::providers::cognitive_services::key_check;
+use crate::providers::{ProviderError, Verification};
+use crate::store::{LoadedSecret, NewVersion, SecretSummary, StoreError};
+
+/// What to onboard.
+#[derive(Debug, Clone)]
+pub struct OnboardRequest {
+    pub vault: VaultName,
+    pub secret: SecretName,
+    /// The resource id as given (parsed strictly before anything is called).
+    pub resource: String,
+    pub validity_days: u32,
+    /// Overwrite a managed secret, or an unmanaged one holding neither key.
+    pub force: bool,
+    /// Publish without a data-plane check (`VerifyKey=false`).
+    pub no_verify: bool,
+}
+
+/// A secret brought under management.
+#[derive(Debug, Clone, Serialize)]
+pub struct Onboarded {
+    pub vault: String,
+    pub secret: String,
+    pub resource: String,
+    /// The slot the new version holds (`CredentialId`).
+    pub slot: String,
+    pub version: String,
+    pub expires: String,
+    pub verified: bool,
+    /// The secret existed and already held this key: its consumers read the same value.
+    pub kept_value: bool,
+}
+
+/// Why nothing was written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OnboardError {
+    /// Retrying cannot help until someone changes something.
+    #[error("{0}")]
+    Refused(String),
+    /// Throttling, 5xx, a lease held elsewhere: retrying later can help.
+    #[error("{0}")]
+    Transient(String),
+}
+
+fn refused(message: impl Into<String>) -> OnboardError {
+    OnboardError::Refused(message.into())
+}
+
+fn from_store(doing: &str, error: StoreError) -> OnboardError {
+    match error {
+        StoreError::Transient(m) => OnboardError::Transient(format!("{doing}: {m}")),
+        other => refused(format!("{doing}: {other}")),
+    }
+}
+
+fn from_provider(doing: &str, error: ProviderError) -> OnboardError {
+    match error {
+        ProviderError::Transient(m) => OnboardError::Transient(format!("{doing}: {m}")),
+        other => refused(format!("{doing}: {other}")),
+    }
+}
+
+fn from_arm(doing: &str, error: ArmError) -> OnboardError {
+    match error {
+        ArmError::Transient { .. } => OnboardError::Transient(format!("{doing}: {error}")),
+        other => refused(format!("{doing}: {other}")),
+    }
+}
+
+/// Onboards one secret.
+pub async fn onboard(tools: &Tools, request: &OnboardRequest) -> Result<Onboarded, OnboardError> {
+    let settings = &tools.settings;
+    let (vault, secret) = (&request.vault, &request.secret);
+    if settings.vault(vault).is_none() {
+        return Err(refused(format!(
+            "vault {vault} is not one keyflip serves: add it to KEYFLIP_VAULTS first"
+        )));
+    }
+    let resource =
+        ArmResourceId::parse(request.resource.trim()).map_err(|e| refused(format!("--resource-id: {e}")))?;
+    let provider = tools
+        .providers
+        .for_resource(&resource)
+        .map_err(|e| refused(format!("--resource-id: {e}")))?;
+    if !settings.allowed_scopes.permits(vault, &resource) {
+        return Err(refused(format!(
+            "{resource} is outside the scopes allowed for vault {vault} ({}): add its subscription, resource group or id to KEYFLIP_ALLOWED_SCOPES (as {vault}=<scope> to allow it for this vault only)",
+            settings.allowed_scopes.describe_for(vault)
+        )));
+    }
+    // The tags the version will carry must be ones a rotation accepts.
+    let first_tag = provider.slot_tag(Slot::First);
+    let probe = tags::for_onboarding(
+        None,
+        first_tag,
+        &resource.to_string(),
+        request.validity_days,
+        true,
+    )
+    .map_err(|e| refused(e.to_string()))?;
+    RotationTags::parse(&probe, settings.lead_days).map_err(|e| refused(format!("--validity-days: {e}")))?;
+
+    // The secret as it is: absent, unmanaged, or managed.
+    let existing = match tools.store.latest(vault, secret).await {
+        Ok(found) => Some(found),
+        Err(StoreError::NotFound(_)) => None,
+        Err(StoreError::Disabled(_)) => {
+            return Err(refused(format!(
+                "the latest version of {vault}/{secret} is disabled: enable it or choose another secret name"
+            )));
+        }
+        Err(e) => return Err(from_store(&format!("reading {vault}/{secret}"), e)),
+    };
+    let managed = existing.as_ref().is_some_and(|s| tags::is_managed(&s.tags));
+    if managed && !request.force {
+        return Err(refused(format!(
+            "{vault}/{secret} is already managed by keyflip (it has rotation tags): nothing written; pass --force to replace its latest version (that takes the rotation lease), or choose another secret name"
+        )));
+    }
+
+    // One resource, one secret.
+    let claims = claims(tools).await?;
+    let others = claims.others(&resource, vault, secret);
+    if !others.is_empty() {
+        let names: Vec<String> = others.iter().map(ToString::to_string).collect();
+        return Err(refused(format!(
+            "{resource} is already managed by {}: one resource has one managed secret (rotating either would regenerate the key the other publishes); use that secret, or remove its tags first",
+            names.join(" and ")
+        )));
+    }
+
+    // The resource: usable keys, a trustworthy check, and the key to publish.
+    let info = provider
+        .describe(&resource)
+        .await
+        .map_err(|e| from_provider(&format!("reading {resource}"), e))?;
+    if info.keys_disabled {
+        return Err(refused(format!(
+            "{resource} has key authentication switched off (disableLocalAuth=true): its keys cannot be used, so there is nothing to rotate"
+        )));
+    }
+    if info.check.is_none() && !request.no_verify {
+        return Err(refused(format!(
+            "{resource} (kind {}) has no trustworthy data-plane check, so keyflip could not prove a new key works: pass --no-verify to manage it anyway (it writes VerifyKey=false, and rotations then publish unchecked keys)",
+            info.kind.as_deref().unwrap_or("unknown")
+        )));
+    }
+    let keys = provider
+        .list_keys(&resource)
+        .await
+        .map_err(|e| from_provider(&format!("listing the keys of {resource}"), e))?;
+    let held = existing.as_ref().and_then(|s| keys.slot_of(&s.value));
+    if existing.is_some() && held.is_none() && !managed && !request.force {
+        return Err(refused(format!(
+            "{vault}/{secret} exists and holds a value that is neither key of {resource}: writing a key would change what its consumers read; pass --force to replace it, or choose another secret name"
+        )));
+    }
+    let slot = held.unwrap_or(Slot::First);
+    let key = keys.get(slot).clone();
+    let verified = match (&info.check, request.no_verify) {
+        (Some(_), false) => {
+            check(
+                provider.verify(&info, &key).await,
+                &resource,
+                provider.slot_tag(slot),
+            )?;
+            true
+        }
+        _ => false,
+    };
+
+    // Overwriting a managed secret: under the rotation lease, so no rotation is mid-flight.
+    let lease = match managed {
+        false => None,
+        true => Some(take_lease(tools, vault, secret).await?),
+    };
+    let written = write(
+        tools,
+        request,
+        existing.as_ref(),
+        &resource,
+        provider.slot_tag(slot),
+        key,
+        verified,
+    )
+    .await;
+    if let Some(lease) = lease
+        && let Err(e) = lease.release().await
+    {
+        tracing::warn!(error = %e, "could not release the rotation lease; it expires by itself");
+    }
+    let (version, expires) = written?;
+    Ok(Onboarded {
+        vault: vault.to_string(),
+        secret: secret.to_string(),
+        resource: resource.to_string(),
+        slot: provider.slot_tag(slot).to_string(),
+        version,
+        expires,
+        verified,
+        kept_value: held.is_some(),
+    })
+}
+
+fn check(verification: Verification, resource: &ArmResourceId, slot: &str) -> Result<(), OnboardError> {
+    match verification {
+        Verification::Accepted => Ok(()),
+        Verification::Refused(why) => Err(refused(format!(
+            "the data plane of {resource} refuses its own {slot} ({why}): nothing written; check the account's endpoint and network rules"
+        ))),
+        Verification::Inconclusive(why) => Err(OnboardError::Transient(format!(
+            "checking {slot} on the data plane of {resource} was inconclusive ({why}): nothing written; try again"
+        ))),
+    }
+}
+
+async fn take_lease(
+    tools: &Tools,
+    vault: &VaultName,
+    secret: &SecretName,
+) -> Result<Box<dyn crate::lease::HeldLease>, OnboardError> {
+    let leases = tools.leases.as_ref().map_err(|why| {
+        refused(format!(
+            "--force over a managed secret takes its rotation lease, which is not available: {why}"
+        ))
+    })?;
+    match leases.acquire(&LeaseKey::new(vault, secret)).await {
+        Ok(lease) => Ok(lease),
+        Err(LeaseError::Held) => Err(OnboardError::Transient(format!(
+            "a rotation of {secret} is in progress (its lease is held): nothing written; retry in a minute"
+        ))),
+        Err(e) => Err(OnboardError::Transient(format!("taking the rotation lease: {e}"))),
+    }
+}
+
+async fn write(
+    tools: &Tools,
+    request: &OnboardRequest,
+    existing: Option<&LoadedSecret>,
+    resource: &ArmResourceId,
+    slot_tag: &str,
+    key: ApiKey,
+    verified: bool,
+) -> Result<(String, String), OnboardError> {
+    let mut written: Tags = tags::for_onboarding(
+        existing.map(|s| &s.tags),
+        slot_tag,
+        &resource.to_string(),
+        request.validity_days,
+        verified || !request.no_verify,
+    )
+    .map_err(|e| refused(e.to_string()))?;
+    if let Some(previous) = existing {
+        written.insert(tags::PREVIOUS_VERSION.to_string(), previous.version.to_string());
+        if written.len() > tags::MAX_TAGS {
+            return Err(refused(format!(
+                "{}/{} would carry {} tags, more than Key Vault's {}: remove some of its other tags",
+                request.vault,
+                request.secret,
+                written.len(),
+                tags::MAX_TAGS
+            )));
+        }
+    }
+    let now = tools.clock.now();
+    let expires = now + time::Duration::days(i64::from(request.validity_days));
+    let version = NewVersion {
+        value: key,
+        tags: written,
+        content_type: existing.and_then(|s| s.content_type.clone()),
+        not_before: now,
+        expires,
+    };
+    let published = tools
+        .store
+        .publish(&request.vault, &request.secret, version)
+        .await
+        .map_err(|e| from_store(&format!("writing {}/{}", request.vault, request.secret), e))?;
+    Ok((published.to_string(), rfc3339(expires)))
+}
+
+/// Which managed secrets name each resource, over every served vault; a vault that cannot be
+/// listed stops the command, since a secret there may already name the resource.
+async fn claims(tools: &Tools) -> Result<Claims, OnboardError> {
+    let listed = list_all(tools).await?;
+    Ok(Claims::from_listing(
+        listed.iter().map(|(v, s)| (v, s.as_slice())),
+        &tools.settings.allowed_scopes,
+    ))
+}
+
+async fn list_all(tools: &Tools) -> Result<Vec<(VaultName, Vec<SecretSummary>)>, OnboardError> {
+    let mut listed = Vec::new();
+    for vault in &tools.settings.vaults {
+        let secrets = tools.store.list(&vault.name).await.map_err(|e| {
+            from_store(
+                &format!(
+                    "listing vault {} (to be sure no managed secret there names the resource)",
+                    vault.name
+                ),
+                e,
+            )
+        })?;
+        listed.push((vault.name.clone(), secrets));
+    }
+    Ok(listed)
+}
+
+/// What `--all-in-scope` would do with one account.
+#[derive(Debug, Clone, Serialize)]
+pub struct Proposal {
+    pub resource: String,
+    pub kind: String,
+    /// The secret it would be written to (the account's name).
+    pub secret: Option<String>,
+    /// `onboard`, or `skip`.
+    pub action: &'static str,
+    pub reason: String,
+}
+
+/// One proposal per AI services account within `vault`'s allowed scopes.
+pub async fn propose(tools: &Tools, vault: &VaultName) -> Result<Vec<Proposal>, OnboardError> {
+    if tools.settings.vault(vault).is_none() {
+        return Err(refused(format!(
+            "vault {vault} is not one keyflip serves: add it to KEYFLIP_VAULTS first"
+        )));
+    }
+    let scopes: Vec<_> = tools.settings.allowed_scopes.for_vault(vault).cloned().collect();
+    if scopes.is_empty() {
+        return Err(refused(format!(
+            "no scope of KEYFLIP_ALLOWED_SCOPES applies to vault {vault}: there is nowhere to look"
+        )));
+    }
+    let mut seen = BTreeSet::new();
+    let mut accounts: Vec<Account> = Vec::new();
+    for scope in &scopes {
+        let found = tools
+            .directory
+            .accounts_in(scope)
+            .await
+            .map_err(|e| from_arm(&format!("listing the AI services accounts of {scope}"), e))?;
+        for account in found {
+            if seen.insert(account.id.key()) {
+                accounts.push(account);
+            }
+        }
+    }
+    let listed = list_all(tools).await?;
+    let claims = Claims::from_listing(
+        listed.iter().map(|(v, s)| (v, s.as_slice())),
+        &tools.settings.allowed_scopes,
+    );
+    let names: BTreeSet<String> = listed
+        .iter()
+        .filter(|(v, _)| v == vault)
+        .flat_map(|(_, secrets)| secrets.iter().map(|s| s.name.as_str().to_ascii_lowercase()))
+        .collect();
+    let mut proposals = Vec::new();
+    for account in accounts {
+        let name = account.id.name().to_string();
+        let skip = |reason: String| Proposal {
+            resource: account.id.to_string(),
+            kind: account.kind.clone(),
+            secret: None,
+            action: "skip",
+            reason,
+        };
+        let managed_by = claims.on(&account.id);
+        let proposal = if account.local_auth_disabled {
+            skip("local auth is off (disableLocalAuth=true): its keys cannot be used".into())
+        } else if !managed_by.is_empty() {
+            let by: Vec<String> = managed_by.iter().map(ToString::to_string).collect();
+            skip(format!("already managed by {}", by.join(" and ")))
+        } else if key_check(&account.kind, &account.properties).is_none() {
+            skip(format!(
+                "kind {} has no trustworthy key check: onboard it alone with --no-verify if you accept unchecked keys",
+                account.kind
+            ))
+        } else if SecretName::parse(&name).is_err() {
+            skip(format!(
+                "'{name}' is not a valid secret name: onboard it alone with --secret"
+            ))
+        } else if names.contains(&name.to_ascii_lowercase()) {
+            skip(format!(
+                "a secret named {name} already exists in {vault}: onboard it alone with --secret <another name>"
+            ))
+        } else {
+            Proposal {
+                resource: account.id.to_string(),
+                kind: account.kind.clone(),
+                secret: Some(name),
+                action: "onboard",
+                reason: String::new(),
+            }
+        };
+        proposals.push(proposal);
+    }
+    Ok(proposals)
+}
+
+/// Used by the command line to print the proposal table.
+pub fn table(proposals: &[Proposal]) -> String {
+    let mut out = format!(
+        "{:<8} {:<16} {:<28} {}\n",
+        "ACTION", "KIND", "SECRET", "RESOURCE / REASON"
+    );
+    for p in proposals {
+        let secret = p.secret.as_deref().unwrap_or("-");
+        out.push_str(&format!(
+            "{:<8} {:<16} {:<28} {}\n",
+            p.action, p.kind, secret, p.resource
+        ));
+        if !p.reason.is_empty() {
+            out.push_str(&format!("{:<8} {:<16} {:<28}   {}\n", "", "", "", p.reason));
+        }
+    }
+    out
+}
