@@ -8,6 +8,13 @@
 //! `…/operationResults/{id}` (`OperationResults_Get`, the `Location` URL: 202 while running,
 //! then the provider's final answer). Both need an ARM token and read access to the resource,
 //! and go through fault and latency injection and the call log like every other call.
+//!
+//! The read-only routes outside one resource's operations — collection lists, Key Vault and
+//! Event Grid resources, `Microsoft.Authorization` at a scope and `/subscriptions` — are
+//! identified by [`ArmRead`] and served by [`serve_read`] through the same steps: bearer
+//! authentication, api-version check, faults and latency, call log. Every list is paged the
+//! way Resource Manager pages: `{"value":[…],"nextLink":"<absolute URL>"}` with `nextLink` only
+//! while more remain ([`page`]).
 
 use axum::body::Body;
 use axum::http::{HeaderValue, Method, Request, StatusCode, header};
@@ -17,7 +24,7 @@ use crate::calls::{CallStart, Service};
 use crate::error::{AzureError, json_response};
 use crate::operations::{Operation, OperationPath};
 use crate::pipeline::Exchange;
-use crate::providers::ArmResourceType;
+use crate::providers::{ArmRead, ArmResourceType};
 use crate::request::{Bearer, Query, bearer, body_bytes, segments};
 use crate::token::{TokenError, wall_now};
 use crate::world::{Ctx, random_guid};
@@ -110,6 +117,9 @@ async fn serve(ctx: Ctx, req: Request<Body>) -> Response {
     let query = Query::parse(parts.uri.query());
     if let Some(operation_path) = OperationPath::parse(&segments(&path)) {
         return serve_operation(ctx, &parts, &path, &query, operation_path).await;
+    }
+    if let Some(read) = ArmRead::parse(&path) {
+        return serve_read(ctx, &parts, &path, &query, read).await;
     }
     let resource = ResourcePath::parse(&path);
     let resource_type = resource
@@ -287,6 +297,122 @@ async fn serve_operation(
     exchange.finish(response)
 }
 
+/// Serves one of the read-only routes of [`ArmRead`] (GET only).
+async fn serve_read(
+    ctx: Ctx,
+    parts: &axum::http::request::Parts,
+    path: &str,
+    query: &Query,
+    read: ArmRead,
+) -> Response {
+    let target = read.target();
+    let mut start = CallStart::new(
+        Service::Arm,
+        read.operation(),
+        &target,
+        parts.method.as_str(),
+        path,
+    );
+    start.api_version = query.get("api-version").map(str::to_string);
+    let targets = vec![target, read.name()];
+    let mut exchange = Exchange::new(ctx.clone(), start, targets);
+    let caller = match authenticate(&ctx, &parts.headers) {
+        Ok(oid) => oid,
+        Err(e) => return exchange.reject(e.into_response()),
+    };
+    exchange.set_caller(caller.clone());
+    if parts.method != Method::GET {
+        return exchange.reject(
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                format!(
+                    "The requested resource does not support http method '{}'. The emulator serves only GET here.",
+                    parts.method
+                ),
+            )
+            .into_response(),
+        );
+    }
+    if let Err(e) = check_versions(
+        read.api_versions(),
+        read.type_name(),
+        read.invalid_version_code(),
+        query.get("api-version"),
+    ) {
+        return exchange.reject(e.into_response());
+    }
+    if let Err(response) = exchange.before().await {
+        return response;
+    }
+    let call = ArmCall {
+        caller,
+        api_version: query.get("api-version").unwrap_or_default().to_string(),
+    };
+    let mut response = match read.execute(&ctx, &call, path, query) {
+        Ok(body) => json_response(StatusCode::OK, &body),
+        Err(e) => e.into_response(),
+    };
+    response.headers_mut().insert(
+        "x-ms-ratelimit-remaining-subscription-reads",
+        HeaderValue::from_static("11999"),
+    );
+    exchange.finish(response)
+}
+
+/// One page of a Resource Manager list: `page_size` items from the `$skiptoken` offset, and a
+/// `nextLink` (absolute, the request's path and query with a new `$skiptoken`) while more
+/// remain. The token is opaque to clients, as ARM's are; a client follows `nextLink` verbatim.
+pub fn page(
+    items: Vec<serde_json::Value>,
+    path: &str,
+    query: &Query,
+    page_size: usize,
+) -> Result<serde_json::Value, AzureError> {
+    let offset = match query.get("$skiptoken") {
+        None => 0,
+        Some(token) => decode_skiptoken(token).ok_or_else(|| {
+            error(
+                StatusCode::BAD_REQUEST,
+                "InvalidSkipToken",
+                "The $skiptoken query parameter is not one this list issued: follow nextLink as given.",
+            )
+        })?,
+    };
+    let total = items.len();
+    let value: Vec<serde_json::Value> = items.into_iter().skip(offset).take(page_size).collect();
+    let mut body = serde_json::json!({ "value": value });
+    let next = offset.saturating_add(page_size);
+    if next < total {
+        let mut serializer = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in query.pairs() {
+            if !k.eq_ignore_ascii_case("$skiptoken") {
+                serializer.append_pair(k, v);
+            }
+        }
+        serializer.append_pair("$skiptoken", &encode_skiptoken(next));
+        body["nextLink"] = serde_json::json!(format!("https://{HOST}{path}?{}", serializer.finish()));
+    }
+    Ok(body)
+}
+
+fn encode_skiptoken(offset: usize) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("emulator-offset:{offset}"))
+}
+
+fn decode_skiptoken(token: &str) -> Option<usize> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token.trim_end_matches('='))
+        .ok()?;
+    String::from_utf8(bytes)
+        .ok()?
+        .strip_prefix("emulator-offset:")?
+        .parse()
+        .ok()
+}
+
 fn authenticate(ctx: &Ctx, headers: &axum::http::HeaderMap) -> Result<String, AzureError> {
     let unauthorized = |code: &str, message: String, description: &str| {
         error(StatusCode::UNAUTHORIZED, code, message).with_header(
@@ -339,6 +465,23 @@ fn check_api_version(
     resource: &ResourcePath,
     version: Option<&str>,
 ) -> Result<(), AzureError> {
+    check_versions(
+        resource_type.api_versions(),
+        &resource.resource_type,
+        "NoRegisteredProviderFound",
+        version,
+    )
+}
+
+/// Checks `api-version` against `supported`. A resource provider's type answers an unknown
+/// version with `NoRegisteredProviderFound`; Resource Manager's own routes (`/subscriptions`)
+/// with `InvalidApiVersionParameter`.
+fn check_versions(
+    supported: &[&str],
+    type_name: &str,
+    code: &str,
+    version: Option<&str>,
+) -> Result<(), AzureError> {
     let Some(version) = version else {
         return Err(error(
             StatusCode::BAD_REQUEST,
@@ -346,24 +489,47 @@ fn check_api_version(
             "The api-version query parameter (?api-version=) is required for all requests.",
         ));
     };
-    let supported = resource_type.api_versions();
     if supported.contains(&version) {
         return Ok(());
     }
-    Err(error(
-        StatusCode::BAD_REQUEST,
-        "NoRegisteredProviderFound",
+    let message = if code == "InvalidApiVersionParameter" {
         format!(
-            "No registered resource provider found for location 'emulator' and API version '{version}' for type '{}'. The supported api-versions are '{}'.",
-            resource.resource_type,
+            "The api-version '{version}' is invalid. The supported versions are '{}'. Please see https://aka.ms/arm-api-versions for more details.",
+            supported.join(",")
+        )
+    } else {
+        format!(
+            "No registered resource provider found for location 'emulator' and API version '{version}' for type '{type_name}'. The supported api-versions are '{}'.",
             supported.join(", ")
-        ),
-    ))
+        )
+    };
+    Err(error(StatusCode::BAD_REQUEST, code, message))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paging_walks_every_item_once_and_keeps_the_query() {
+        let items: Vec<serde_json::Value> = (0..7).map(|i| serde_json::json!(i)).collect();
+        let mut seen = Vec::new();
+        let mut query = Query::parse(Some("api-version=2022-04-01&%24filter=atScope()"));
+        loop {
+            let page = page(items.clone(), "/subscriptions/s/x", &query, 3).unwrap();
+            seen.extend(page["value"].as_array().unwrap().iter().cloned());
+            let Some(next) = page["nextLink"].as_str() else {
+                assert!(page.get("nextLink").is_none());
+                break;
+            };
+            assert!(next.starts_with("https://management.azure.com/subscriptions/s/x?api-version=2022-04-01&%24filter=atScope%28%29&%24skiptoken="));
+            query = Query::parse(next.split_once('?').map(|(_, q)| q));
+            assert_eq!(query.get("$filter"), Some("atScope()"));
+        }
+        assert_eq!(seen, items);
+        let bad = Query::parse(Some("$skiptoken=nope"));
+        assert_eq!(page(vec![], "/p", &bad, 3).unwrap_err().code, "InvalidSkipToken");
+    }
 
     #[test]
     fn resource_paths_parse_case_insensitively_with_an_optional_action() {

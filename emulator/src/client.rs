@@ -152,6 +152,16 @@ impl ControlClient {
             .await
     }
 
+    pub async fn put(&self, path: &str, body: &Value) -> Result<Value, ControlClientError> {
+        self.send(self.http.put(format!("{}{path}", self.base)).json(body))
+            .await
+    }
+
+    /// Sets the page size of Resource Manager lists (`None`: the default, 100).
+    pub async fn set_arm_page_size(&self, size: Option<usize>) -> Result<Value, ControlClientError> {
+        self.put("/settings", &json!({ "arm_page_size": size })).await
+    }
+
     pub async fn delete(&self, path: &str) -> Result<Value, ControlClientError> {
         self.send(self.http.delete(format!("{}{path}", self.base))).await
     }

@@ -77,6 +77,38 @@ pub fn router() -> Router<Ctx> {
         .route("/control/operations/{id}", get(operation))
         .route("/control/active-regenerations", get(active_regenerations))
         .route("/control/tokens", post(mint_token))
+        .route("/control/settings", get(settings).put(put_settings))
+}
+
+fn settings_view(world: &crate::world::World) -> Value {
+    json!({ "arm_page_size": world.arm_page_size() })
+}
+
+async fn settings(State(ctx): State<Ctx>) -> Answer {
+    ok(settings_view(&ctx.world()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    /// Items per page of Resource Manager lists; `null` restores the default.
+    #[serde(default, deserialize_with = "crate::seed::present")]
+    arm_page_size: Option<Option<usize>>,
+}
+
+async fn put_settings(State(ctx): State<Ctx>, body: Bytes) -> Answer {
+    let change: Settings = parse(&body)?;
+    let mut world = ctx.world();
+    if let Some(size) = change.arm_page_size {
+        if size == Some(0) {
+            return Err(ControlError(
+                StatusCode::BAD_REQUEST,
+                "arm_page_size must be at least 1 (or null for the default)".into(),
+            ));
+        }
+        world.arm_page_size = size;
+    }
+    ok(settings_view(&world))
 }
 
 async fn summary(State(ctx): State<Ctx>) -> Answer {
@@ -85,6 +117,9 @@ async fn summary(State(ctx): State<Ctx>) -> Answer {
         "now": world.now(),
         "vaults": world.vaults.values().map(|v| v.name.clone()).collect::<Vec<_>>(),
         "accounts": world.accounts.iter().map(|a| a.id()).collect::<Vec<_>>(),
+        "system_topics": world.system_topics.iter().map(|t| t.id()).collect::<Vec<_>>(),
+        "role_definitions": world.role_definitions.len(),
+        "role_assignments": world.role_assignments.len(),
         "calls": world.calls.len(),
         "active_regenerations": world.active_regenerations.len(),
     }))
@@ -142,6 +177,10 @@ async fn vault(State(ctx): State<Ctx>, Path(vault): Path<String>) -> Answer {
         .ok_or_else(|| not_found(format!("no vault '{vault}'")))?;
     ok(json!({
         "name": vault.name,
+        "id": crate::providers::key_vault::id(vault),
+        "location": vault.location,
+        "enable_rbac_authorization": vault.enable_rbac_authorization,
+        "access_policies": vault.access_policies,
         "allowed_principals": vault.allowed_principals,
         "secrets": vault.secrets.values().map(|s| json!({
             "name": s.name,

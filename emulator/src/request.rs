@@ -46,6 +46,11 @@ impl Query {
         )
     }
 
+    /// Every parameter, in order.
+    pub fn pairs(&self) -> &[(String, String)] {
+        &self.0
+    }
+
     /// The last value of `name` (clients that re-append a parameter to a `nextLink` send it
     /// twice; the last one is theirs).
     pub fn get(&self, name: &str) -> Option<&str> {

@@ -1,5 +1,7 @@
-//! The seed document: vaults with their secrets (any attribute, `created` included),
-//! AI services accounts, user-assigned identities and the clock. `keyflip-emulator --seed FILE`
+//! The seed document: vaults with their secrets (any attribute, `created` included) and their
+//! Resource Manager settings (location, RBAC or access policies), AI services accounts,
+//! user-assigned identities, role definitions and assignments, Event Grid system topics, the
+//! Resource Manager page size and the clock. `keyflip-emulator --seed FILE`
 //! and `POST /control/seed` take it; the control API's per-item routes take its parts.
 
 use std::collections::BTreeMap;
@@ -7,8 +9,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::keyvault::ensure_vault;
-use crate::keyvault::store::{VersionFields, validate_name};
+use crate::keyvault::store::{AccessPolicy, SECRET_PERMISSIONS, VersionFields, validate_name};
+use crate::providers::authorization::{RoleAssignmentSeed, RoleDefinitionSeed};
 use crate::providers::cognitive_services::{Account, AccountSeed};
+use crate::providers::event_grid::SystemTopicSeed;
 use crate::world::{Identity, World, random_hex};
 
 /// Why a seed was refused.
@@ -30,6 +34,26 @@ pub enum SeedError {
     DuplicateSubdomain(String),
     #[error("identity with client id '{0}' is already seeded")]
     DuplicateIdentity(String),
+    #[error(
+        "vault '{vault}': access policy for '{object_id}' names secret permission '{permission}'; use get, list, set, delete, backup, restore, recover, purge or all"
+    )]
+    SecretPermission {
+        vault: String,
+        object_id: String,
+        permission: String,
+    },
+    #[error("arm_page_size must be at least 1")]
+    PageSize,
+    #[error("role definition '{id}': {reason}")]
+    RoleDefinition { id: String, reason: String },
+    #[error("role assignment of '{principal_id}' at '{scope}': {reason}")]
+    RoleAssignment {
+        principal_id: String,
+        scope: String,
+        reason: String,
+    },
+    #[error("system topic '{name}': {reason}")]
+    SystemTopic { name: String, reason: String },
 }
 
 /// A whole seed document.
@@ -45,6 +69,17 @@ pub struct Seed {
     pub vaults: Vec<VaultSeed>,
     #[serde(default)]
     pub accounts: Vec<AccountSeed>,
+    /// Items per page of every Resource Manager list the emulator serves (default 100).
+    #[serde(default)]
+    pub arm_page_size: Option<usize>,
+    /// Custom role definitions (the built-in roles keyflip cares about need no seeding).
+    #[serde(default)]
+    pub role_definitions: Vec<RoleDefinitionSeed>,
+    #[serde(default)]
+    pub role_assignments: Vec<RoleAssignmentSeed>,
+    /// Event Grid system topics with their event subscriptions.
+    #[serde(default)]
+    pub system_topics: Vec<SystemTopicSeed>,
 }
 
 /// A vault.
@@ -66,9 +101,26 @@ pub struct VaultSeed {
         skip_serializing_if = "Option::is_none"
     )]
     pub recovery_level: Option<Option<String>>,
-    /// Object ids allowed to use the vault; absent lets every valid token in.
+    /// Object ids allowed to use the vault; absent lets every valid token in. Applies only
+    /// while `enable_rbac_authorization` is on.
     #[serde(default)]
     pub allowed_principals: Option<Vec<String>>,
+    /// The vault's Resource Manager coordinates; absent keeps the vault's (for a new vault:
+    /// subscription `3f2a1b4c-5d6e-4f70-8a9b-0c1d2e3f4a5b`, group `rg-api`, `eastus`).
+    #[serde(default)]
+    pub subscription_id: Option<String>,
+    #[serde(default)]
+    pub resource_group: Option<String>,
+    #[serde(default)]
+    pub location: Option<String>,
+    #[serde(default)]
+    pub tags: Option<BTreeMap<String, String>>,
+    /// `properties.enableRbacAuthorization`; absent keeps the vault's (`true` for a new one).
+    #[serde(default)]
+    pub enable_rbac_authorization: Option<bool>,
+    /// `properties.accessPolicies`; absent keeps the vault's (none for a new one).
+    #[serde(default)]
+    pub access_policies: Option<Vec<AccessPolicy>>,
     #[serde(default)]
     pub secrets: Vec<SecretSeed>,
 }
@@ -147,6 +199,10 @@ impl Seed {
             vaults: world.vaults.clone(),
             accounts: world.accounts.clone(),
             user_identities: world.user_identities.clone(),
+            arm_page_size: world.arm_page_size,
+            role_definitions: world.role_definitions.clone(),
+            role_assignments: world.role_assignments.clone(),
+            system_topics: world.system_topics.clone(),
             ..World::default()
         };
         if let Some(now) = self.clock {
@@ -161,6 +217,25 @@ impl Seed {
         for account in self.accounts {
             add_account(&mut staged, account)?;
         }
+        if let Some(size) = self.arm_page_size {
+            if size == 0 {
+                return Err(SeedError::PageSize);
+            }
+            staged.arm_page_size = Some(size);
+        }
+        for definition in self.role_definitions {
+            crate::providers::authorization::add_role_definition(&mut staged, definition)?;
+        }
+        for assignment in self.role_assignments {
+            crate::providers::authorization::add_role_assignment(&mut staged, assignment)?;
+        }
+        for topic in self.system_topics {
+            crate::providers::event_grid::add_system_topic(&mut staged, topic)?;
+        }
+        world.arm_page_size = staged.arm_page_size;
+        world.role_definitions = staged.role_definitions;
+        world.role_assignments = staged.role_assignments;
+        world.system_topics = staged.system_topics;
         world.clock_offset = staged.clock_offset;
         world.frozen_at = staged.frozen_at;
         world.vaults = staged.vaults;
@@ -194,6 +269,37 @@ pub fn add_vault(world: &mut World, seed: VaultSeed) -> Result<(), SeedError> {
         vault.recovery_level = level;
     }
     vault.allowed_principals = seed.allowed_principals;
+    if let Some(v) = seed.subscription_id {
+        vault.subscription_id = v;
+    }
+    if let Some(v) = seed.resource_group {
+        vault.resource_group = v;
+    }
+    if let Some(v) = seed.location {
+        vault.location = v;
+    }
+    if let Some(v) = seed.tags {
+        vault.tags = v;
+    }
+    if let Some(v) = seed.enable_rbac_authorization {
+        vault.enable_rbac_authorization = v;
+    }
+    if let Some(policies) = seed.access_policies {
+        for policy in &policies {
+            if let Some(bad) = policy
+                .secrets
+                .iter()
+                .find(|p| !SECRET_PERMISSIONS.iter().any(|k| k.eq_ignore_ascii_case(p)))
+            {
+                return Err(SeedError::SecretPermission {
+                    vault: seed.name.clone(),
+                    object_id: policy.object_id.clone(),
+                    permission: bad.clone(),
+                });
+            }
+        }
+        vault.access_policies = policies;
+    }
     for secret in seed.secrets {
         let deleted_at = secret.deleted_at;
         for version in secret.versions {

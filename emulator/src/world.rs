@@ -1,5 +1,6 @@
-//! All mutable state of one emulator: the clock, vaults, accounts, identities, faults and the
-//! call log, behind one mutex that no handler holds across an `.await`.
+//! All mutable state of one emulator: the clock, vaults, accounts, identities, role
+//! definitions and assignments, Event Grid system topics, faults and the call log, behind one
+//! mutex that no handler holds across an `.await`.
 //!
 //! The clock is wall time plus an offset the control API moves, or frozen at a time the control
 //! API sets; resource state (secret `created`/`updated`, key activation, the end of a
@@ -20,7 +21,9 @@ use crate::calls::{Call, CallStart, LeaseCall};
 use crate::faults::Faults;
 use crate::keyvault::store::Vault;
 use crate::operations::{Operation, OperationAction, OperationStatus};
+use crate::providers::authorization::{RoleAssignment, RoleDefinition};
 use crate::providers::cognitive_services::Account;
+use crate::providers::event_grid::SystemTopic;
 use crate::storage::StorageUpstream;
 use crate::token::{TokenIssuer, wall_now};
 
@@ -54,7 +57,18 @@ pub struct World {
     pub running: Vec<String>,
     /// Every regeneration of a key that a vault's latest version held when it took effect.
     pub active_regenerations: Vec<ActiveRegeneration>,
+    /// Items per page of Resource Manager lists; `None` is [`DEFAULT_ARM_PAGE_SIZE`].
+    pub arm_page_size: Option<usize>,
+    /// Seeded custom role definitions (built-in ones live in
+    /// [`crate::providers::authorization::builtin`]).
+    pub role_definitions: Vec<RoleDefinition>,
+    pub role_assignments: Vec<RoleAssignment>,
+    /// Event Grid system topics, in seeding order.
+    pub system_topics: Vec<SystemTopic>,
 }
+
+/// Items per page of a Resource Manager list unless the seed or control API says otherwise.
+pub const DEFAULT_ARM_PAGE_SIZE: usize = 100;
 
 /// A regeneration that replaced a key consumers were told to use: the slot's key just before
 /// it equalled the value of the latest version of a (not deleted) secret.
@@ -217,6 +231,11 @@ impl World {
             .collect();
         self.active_regenerations.extend(held);
         true
+    }
+
+    /// Items per page of Resource Manager lists.
+    pub fn arm_page_size(&self) -> usize {
+        self.arm_page_size.unwrap_or(DEFAULT_ARM_PAGE_SIZE).max(1)
     }
 
     /// Finds an account by its ARM id (case-insensitive).

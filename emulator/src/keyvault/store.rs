@@ -19,6 +19,39 @@ pub const MAX_TAG_CHARS: usize = 512;
 /// Key Vault's limit on `contentType`.
 pub const MAX_CONTENT_TYPE_CHARS: usize = 255;
 
+/// Where a vault lives unless its seed says otherwise: the subscription and resource group
+/// keyflip's API tests use (`tests/api/helpers.rs`), and Key Vault's most common region.
+pub const DEFAULT_SUBSCRIPTION: &str = "3f2a1b4c-5d6e-4f70-8a9b-0c1d2e3f4a5b";
+pub const DEFAULT_RESOURCE_GROUP: &str = "rg-api";
+pub const DEFAULT_LOCATION: &str = "eastus";
+
+/// The secret permissions an access policy can grant (Key Vault's `SecretPermissions` enum,
+/// 2024-11-01 spec; `all` grants every one).
+pub const SECRET_PERMISSIONS: &[&str] = &[
+    "all", "get", "list", "set", "delete", "backup", "restore", "recover", "purge",
+];
+
+/// One entry of `properties.accessPolicies`: what an object may do on the vault's data plane.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessPolicy {
+    pub object_id: String,
+    /// Defaults to the emulator's tenant.
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+    /// Secret permissions (`get`, `list`, `set`, `delete`, `backup`, `restore`, `recover`,
+    /// `purge`, or `all`); the only ones the emulator enforces.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    /// Reported as given; the emulator serves no keys, certificates or storage accounts.
+    #[serde(default)]
+    pub keys: Vec<String>,
+    #[serde(default)]
+    pub certificates: Vec<String>,
+    #[serde(default)]
+    pub storage: Vec<String>,
+}
+
 /// One version of a secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecretVersion {
@@ -78,8 +111,19 @@ pub struct Vault {
     /// `attributes.recoveryLevel` to report (omitted when `None`, as on vaults created before
     /// Key Vault had soft delete).
     pub recovery_level: Option<String>,
-    /// Object ids allowed to use the vault (RBAC); `None` lets every valid token in.
+    /// Object ids allowed to use the vault (RBAC); `None` lets every valid token in. Only an
+    /// RBAC vault (`enable_rbac_authorization`) applies it.
     pub allowed_principals: Option<Vec<String>>,
+    /// Where Resource Manager says the vault is (`Microsoft.KeyVault/vaults`).
+    pub subscription_id: String,
+    pub resource_group: String,
+    pub location: String,
+    pub tags: BTreeMap<String, String>,
+    /// `properties.enableRbacAuthorization`: `true` authorizes the data plane with RBAC
+    /// (`allowed_principals`), `false` with the access policies.
+    pub enable_rbac_authorization: bool,
+    /// `properties.accessPolicies`, enforced by the data plane when RBAC is off.
+    pub access_policies: Vec<AccessPolicy>,
     /// Secrets by lower-case name.
     pub secrets: BTreeMap<String, StoredSecret>,
 }
@@ -92,8 +136,29 @@ impl Vault {
             retention_days: 90,
             recovery_level: Some("Recoverable+Purgeable".to_string()),
             allowed_principals: None,
+            subscription_id: DEFAULT_SUBSCRIPTION.to_string(),
+            resource_group: DEFAULT_RESOURCE_GROUP.to_string(),
+            location: DEFAULT_LOCATION.to_string(),
+            tags: BTreeMap::new(),
+            enable_rbac_authorization: true,
+            access_policies: Vec::new(),
             secrets: BTreeMap::new(),
         }
+    }
+
+    /// Whether an access policy of the vault grants the secret permission `permission`
+    /// (`get`, `list`, `set`, …) to the object `object_id` of tenant `tenant_id`. A policy
+    /// without a tenant is the vault's own tenant, which is the only one the emulator has.
+    pub fn policy_grants(&self, object_id: &str, tenant_id: &str, permission: &str) -> bool {
+        self.access_policies.iter().any(|p| {
+            p.object_id.eq_ignore_ascii_case(object_id)
+                && p.tenant_id
+                    .as_deref()
+                    .is_none_or(|t| t.eq_ignore_ascii_case(tenant_id))
+                && p.secrets
+                    .iter()
+                    .any(|s| s.eq_ignore_ascii_case(permission) || s.eq_ignore_ascii_case("all"))
+        })
     }
 
     fn live(&self, name: &str) -> Result<&StoredSecret, AzureError> {

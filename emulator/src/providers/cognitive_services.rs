@@ -1,6 +1,7 @@
 //! Azure AI services accounts (`Microsoft.CognitiveServices/accounts`, every kind).
 //!
-//! Resource Manager: `Accounts_Get`, `Accounts_ListKeys`, `Accounts_RegenerateKey`
+//! Resource Manager: `Accounts_List` and `Accounts_ListByResourceGroup` (the Accounts_Get
+//! body of each account the caller may read, paged), `Accounts_Get`, `Accounts_ListKeys`, `Accounts_RegenerateKey`
 //! (`{"keyName":"Key1"|"Key2"}`, answered synchronously with both keys, as the 2025-06-01
 //! contract says). `disableLocalAuth=true` refuses both key operations with 400. An account
 //! whose `long_running` setting is on answers `regenerateKey` with 202, `Azure-AsyncOperation`,
@@ -28,6 +29,7 @@ use crate::calls::{CallStart, Service};
 use crate::error::{AzureError, json_response};
 use crate::operations::{LongRunning, Operation, OperationAction, OperationStatus};
 use crate::pipeline::Exchange;
+use crate::providers::ListScope;
 use crate::request::{Query, segments};
 use crate::token::wall_now;
 use crate::world::{Ctx, World, random_alphanumeric, random_guid};
@@ -372,6 +374,27 @@ fn action_name(operation: &str) -> &'static str {
         "Accounts_RegenerateKey" => "regenerateKey/action",
         _ => "read",
     }
+}
+
+/// Whether `caller` may read the account (the same rule as [`authorize`]).
+fn readable_by(account: &Account, caller: &str) -> bool {
+    account
+        .allowed_principals
+        .as_ref()
+        .is_none_or(|allowed| allowed.iter().any(|p| p.eq_ignore_ascii_case(caller)))
+}
+
+/// `Accounts_List` / `Accounts_ListByResourceGroup`: the Accounts_Get body of every account in
+/// the scope, in seeding order, leaving out those the caller may not read (Resource Manager
+/// filters a list by the caller's read permission rather than refusing it).
+pub fn list(world: &World, scope: &ListScope, caller: &str) -> Vec<Value> {
+    world
+        .accounts
+        .iter()
+        .filter(|a| scope.contains(&a.subscription_id, &a.resource_group))
+        .filter(|a| readable_by(a, caller))
+        .map(Account::resource)
+        .collect()
 }
 
 /// RBAC on the account: refuses callers outside `allowed_principals` with `AuthorizationFailed`.

@@ -2,7 +2,10 @@
 //! clients, unmodified, run against it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod access_policies;
 mod arm;
+mod arm_reads;
+mod authorization;
 mod dataplane;
 mod examples;
 #[allow(dead_code)] // each helper serves some of the modules
