@@ -631,63 +631,8 @@ impl Doctor<'_> {
         key: &ApiKey,
         verify: bool,
     ) {
-        if info.check.is_none() {
-            match verify {
-                false => self.add(
-                    "secret",
-                    subject,
-                    "data-plane check",
-                    Status::Warn,
-                    "none: VerifyKey=false, so rotations publish keys unchecked",
-                    None,
-                ),
-                true => self.add(
-                    "secret",
-                    subject,
-                    "data-plane check",
-                    Status::Fail,
-                    format!(
-                        "kind {} has no trustworthy check, so keyflip refuses to rotate it",
-                        info.kind.as_deref().unwrap_or("unknown")
-                    ),
-                    Some("set VerifyKey=false on the secret if you accept unchecked keys".into()),
-                ),
-            }
-            return;
-        }
-        match provider.verify(info, key).await {
-            Verification::Accepted => {}
-            Verification::Refused(why) => {
-                self.add(
-                    "secret",
-                    subject,
-                    "data-plane check",
-                    Status::Fail,
-                    format!("the data plane refuses the active key: {why}"),
-                    Some(
-                        "check the account's endpoint and network rules (keyflip must reach its data plane)"
-                            .into(),
-                    ),
-                );
-                return;
-            }
-            Verification::Inconclusive(why) => {
-                self.add(
-                    "secret",
-                    subject,
-                    "data-plane check",
-                    Status::Warn,
-                    format!("inconclusive with the active key: {why}"),
-                    None,
-                );
-                return;
-            }
-        }
-        match provider.verify(info, &wrong_key()).await {
-            Verification::Refused(_) => self.add("secret", subject, "data-plane check", Status::Ok, "accepts the active key and refuses a wrong one", None),
-            Verification::Accepted => self.add("secret", subject, "data-plane check", Status::Fail, "the check accepts a deliberately wrong key, so it proves nothing about a new key", Some("report it; until it is fixed, VerifyKey=false says plainly that keys are published unchecked".into())),
-            Verification::Inconclusive(why) => self.add("secret", subject, "data-plane check", Status::Warn, format!("accepts the active key; inconclusive with a wrong one: {why}"), None),
-        }
+        let (status, detail, fix) = judge_check(provider, info, key, verify).await;
+        self.add("secret", subject, "data-plane check", status, detail, fix);
     }
 
     async fn app_actions(&mut self, subject: &str, resource: &ArmResourceId) {
@@ -862,6 +807,64 @@ impl Doctor<'_> {
     }
 }
 
+/// What the data-plane check of a resource proves: it must accept `key` (the active one) and
+/// refuse a deliberately wrong key, or it proves nothing about a new key.
+pub async fn judge_check(
+    provider: &dyn KeyProvider,
+    info: &ResourceInfo,
+    key: &ApiKey,
+    verify: bool,
+) -> (Status, String, Option<String>) {
+    if info.check.is_none() {
+        let kind = info.kind.as_deref().unwrap_or("unknown");
+        return match verify {
+            false => (
+                Status::Warn,
+                "none: VerifyKey=false, so rotations publish keys unchecked".into(),
+                None,
+            ),
+            true => (
+                Status::Fail,
+                format!("kind {kind} has no trustworthy check, so keyflip refuses to rotate it"),
+                Some("set VerifyKey=false on the secret if you accept unchecked keys".into()),
+            ),
+        };
+    }
+    match provider.verify(info, key).await {
+        Verification::Accepted => {}
+        Verification::Refused(why) => {
+            return (
+                Status::Fail,
+                format!("the data plane refuses the active key: {why}"),
+                Some(
+                    "check the account's endpoint and network rules (keyflip must reach its data plane)"
+                        .into(),
+                ),
+            );
+        }
+        Verification::Inconclusive(why) => {
+            return (
+                Status::Warn,
+                format!("inconclusive with the active key: {why}"),
+                None,
+            );
+        }
+    }
+    match provider.verify(info, &wrong_key()).await {
+        Verification::Refused(_) => (Status::Ok, "accepts the active key and refuses a wrong one".into(), None),
+        Verification::Accepted => (
+            Status::Fail,
+            "the check accepts a deliberately wrong key, so it proves nothing about a new key".into(),
+            Some("report it; until it is fixed, VerifyKey=false says plainly that keys are published unchecked".into()),
+        ),
+        Verification::Inconclusive(why) => (
+            Status::Warn,
+            format!("accepts the active key; inconclusive with a wrong one: {why}"),
+            None,
+        ),
+    }
+}
+
 /// Whether an event subscription delivers both expiry events to a `KeyVaultEvents` function.
 fn subscribes_keyflip(subscription: &Value) -> bool {
     let properties = subscription.get("properties").unwrap_or(&Value::Null);
@@ -922,6 +925,7 @@ fn wrong_key() -> ApiKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::{KeyCheck, KeyPair, ProviderError};
     use serde_json::json;
 
     #[test]
@@ -967,6 +971,90 @@ mod tests {
             Some("3f2a1b4c-5d6e-4f70-8a9b-0c1d2e3f4a5b")
         );
         assert_eq!(object_id("not a token"), None);
+    }
+
+    /// A provider whose check answers the same for every key.
+    #[derive(Debug)]
+    struct Answers(Verification);
+
+    #[async_trait::async_trait]
+    impl KeyProvider for Answers {
+        fn name(&self) -> &'static str {
+            "test"
+        }
+        fn slot_from_tag(&self, _: &str) -> Option<crate::domain::Slot> {
+            None
+        }
+        fn slot_tag(&self, _: crate::domain::Slot) -> &'static str {
+            "key1"
+        }
+        async fn describe(&self, _: &ArmResourceId) -> Result<ResourceInfo, ProviderError> {
+            Err(ProviderError::NotFound("unused".into()))
+        }
+        async fn list_keys(&self, _: &ArmResourceId) -> Result<KeyPair, ProviderError> {
+            Err(ProviderError::NotFound("unused".into()))
+        }
+        async fn regenerate(
+            &self,
+            _: &ArmResourceId,
+            _: crate::domain::Slot,
+        ) -> Result<KeyPair, ProviderError> {
+            Err(ProviderError::NotFound("unused".into()))
+        }
+        async fn verify(&self, _: &ResourceInfo, _: &ApiKey) -> Verification {
+            self.0.clone()
+        }
+    }
+
+    fn info(with_check: bool) -> ResourceInfo {
+        ResourceInfo {
+            kind: Some("OpenAI".into()),
+            keys_disabled: false,
+            check: with_check.then(|| KeyCheck {
+                method: "GET",
+                url: url::Url::parse("https://a.openai.azure.com/openai/models").unwrap(),
+                header: "api-key",
+            }),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_check_that_accepts_any_key_fails() {
+        let key = ApiKey::new("the-active-key-value");
+        let judge = |answer: Verification, check: bool, verify: bool| async move {
+            judge_check(
+                &Answers(answer),
+                &info(check),
+                &ApiKey::new("the-active-key-value"),
+                verify,
+            )
+            .await
+        };
+        let (status, detail, fix) =
+            judge_check(&Answers(Verification::Accepted), &info(true), &key, true).await;
+        assert_eq!(status, Status::Fail, "{detail}");
+        assert!(detail.contains("accepts a deliberately wrong key"));
+        assert!(fix.is_some());
+        assert_eq!(
+            judge(Verification::Refused("401".into()), true, true).await.0,
+            Status::Fail
+        );
+        assert_eq!(
+            judge(Verification::Inconclusive("503".into()), true, true)
+                .await
+                .0,
+            Status::Warn
+        );
+        assert_eq!(
+            judge(Verification::Accepted, false, true).await.0,
+            Status::Fail,
+            "no check, no opt-out"
+        );
+        assert_eq!(
+            judge(Verification::Accepted, false, false).await.0,
+            Status::Warn,
+            "VerifyKey=false said plainly"
+        );
     }
 
     #[test]

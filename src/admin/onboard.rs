@@ -321,15 +321,21 @@ async fn claims(tools: &Tools) -> Result<Claims, OnboardError> {
 async fn list_all(tools: &Tools) -> Result<Vec<(VaultName, Vec<SecretSummary>)>, OnboardError> {
     let mut listed = Vec::new();
     for vault in &tools.settings.vaults {
-        let secrets = tools.store.list(&vault.name).await.map_err(|e| {
-            from_store(
-                &format!(
+        let secrets = match tools.store.list(&vault.name).await {
+            Ok(secrets) => secrets,
+            // A vault that does not exist holds no secret that could name the resource.
+            Err(StoreError::NotFound(e)) => {
+                tracing::warn!(vault = %vault.name, error = %e, "a served vault does not exist; check KEYFLIP_VAULTS");
+                Vec::new()
+            }
+            Err(e) => {
+                let doing = format!(
                     "listing vault {} (to be sure no managed secret there names the resource)",
                     vault.name
-                ),
-                e,
-            )
-        })?;
+                );
+                return Err(from_store(&doing, e));
+            }
+        };
         listed.push((vault.name.clone(), secrets));
     }
     Ok(listed)

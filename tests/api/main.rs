@@ -6,6 +6,7 @@ mod attacks;
 mod budgets;
 mod cli;
 mod concurrency;
+mod doctor;
 mod events;
 mod guards;
 #[allow(dead_code)] // each helper serves some of the modules
@@ -15,6 +16,7 @@ mod http_surface;
 mod lease;
 mod lifecycle;
 mod log_contract;
+mod onboard;
 mod resilience;
 mod review7;
 mod revoke;
