@@ -73,6 +73,38 @@ pub const KEYFLIP_SETTINGS: &[&str] = &[
     KEYFLIP_LEASE,
 ];
 
+/// Settings for running outside Azure only, which a deployment (`infra/main.bicep`) never sets:
+/// `KEYFLIP_CA_BUNDLE` (extra trusted CAs: a TLS-inspecting proxy, the local stand-in) and
+/// `KEYFLIP_CONNECT_TO` (host names connected elsewhere than DNS says: the local stand-in).
+/// In a function app either would point keyflip's bearer tokens somewhere other than Azure.
+pub const LOCAL_ONLY_SETTINGS: &[&str] = &[KEYFLIP_CA_BUNDLE, KEYFLIP_CONNECT_TO];
+
+/// Settings a deployment reads but `infra/main.bicep` deliberately leaves to their defaults
+/// (an operator may still set them on the app):
+/// - `KEYFLIP_EVENT_BUDGET_SECONDS`, `KEYFLIP_SWEEP_BUDGET_SECONDS`,
+///   `KEYFLIP_MANUAL_BUDGET_SECONDS`: the defaults are sized to what the callers wait (Event
+///   Grid 30 s, the Functions front end 230 s, host.json's functionTimeout);
+/// - `KEYFLIP_PENDING_TIMEOUT_HOURS` (6 h): the pending alert (`pendingAlertHours`, 2 h) fires
+///   well before it;
+/// - `KEYFLIP_CONCURRENCY`, `KEYFLIP_MAX_INVOCATIONS`: sized for the throttling limits of
+///   Resource Manager and Key Vault;
+/// - `KEYFLIP_ARM_ENDPOINT`: the template targets Azure's public cloud;
+/// - `KEYFLIP_ALLOWED_HOSTS`: the app's own host name (`WEBSITE_HOSTNAME`) is always
+///   answered; only a custom domain needs it;
+/// - `KEYFLIP_LEASE`: `storage` (the default) is the only mode for more than one process;
+///   `in-process` is for the demo.
+pub const DEFAULTED_SETTINGS: &[&str] = &[
+    KEYFLIP_EVENT_BUDGET_SECONDS,
+    KEYFLIP_SWEEP_BUDGET_SECONDS,
+    KEYFLIP_MANUAL_BUDGET_SECONDS,
+    KEYFLIP_PENDING_TIMEOUT_HOURS,
+    KEYFLIP_CONCURRENCY,
+    KEYFLIP_MAX_INVOCATIONS,
+    KEYFLIP_ARM_ENDPOINT,
+    KEYFLIP_ALLOWED_HOSTS,
+    KEYFLIP_LEASE,
+];
+
 pub const DEFAULT_SWEEP_SCHEDULE: &str = "0 0 * * * *";
 pub const DEFAULT_ARM_ENDPOINT: &str = "https://management.azure.com";
 /// Default of `KEYFLIP_MAX_INVOCATIONS`.
@@ -1121,6 +1153,20 @@ mod tests {
         let s = Settings::from_vars(&vars).unwrap();
         assert_eq!((s.lead_days, s.concurrency, s.port), (30, 8, None));
         assert_eq!(s.sweep_schedule, DEFAULT_SWEEP_SCHEDULE);
+    }
+
+    #[test]
+    fn local_only_and_defaulted_settings_are_read_and_disjoint() {
+        for name in LOCAL_ONLY_SETTINGS.iter().chain(DEFAULTED_SETTINGS) {
+            assert!(KEYFLIP_SETTINGS.contains(name), "{name} is not read by keyflip");
+        }
+        for name in LOCAL_ONLY_SETTINGS {
+            assert!(!DEFAULTED_SETTINGS.contains(name), "{name} is on both lists");
+        }
+        // The two required settings can be neither.
+        for name in [KEYFLIP_VAULTS, KEYFLIP_ALLOWED_SCOPES] {
+            assert!(!LOCAL_ONLY_SETTINGS.contains(&name) && !DEFAULTED_SETTINGS.contains(&name));
+        }
     }
 
     // ---- required settings ----

@@ -38,11 +38,18 @@ pub const API_VERSION: &str = "2025-06-01";
 /// The ARM resource type this provider rotates.
 pub const RESOURCE_TYPE: &str = "Microsoft.CognitiveServices/accounts";
 /// Every Resource Manager action a rotation of an account calls: the least-privilege custom
-/// role of `infra/` grants exactly these (a test compares them).
+/// role of `infra/` grants exactly these (tests/deploy compares them). The last one covers
+/// following a long-running `regenerateKey` ([`ArmClient::wait`] polls
+/// `…/providers/Microsoft.CognitiveServices/locations/{location}/operationResults|operationStatuses/{id}`):
+/// the provider's published operations list (MicrosoftDocs azure-docs,
+/// `role-based-access-control/permissions/ai-machine-learning.md`) has
+/// `Microsoft.CognitiveServices/locations/operationresults/read` ("Read the status of an
+/// asynchronous operation") and no `operationStatuses` action, so that is the one listed.
 pub const ARM_ACTIONS: &[&str] = &[
     "Microsoft.CognitiveServices/accounts/read",
     "Microsoft.CognitiveServices/accounts/listKeys/action",
     "Microsoft.CognitiveServices/accounts/regenerateKey/action",
+    "Microsoft.CognitiveServices/locations/operationresults/read",
 ];
 /// The GA data-plane api-version of the OpenAI model list.
 pub const OPENAI_MODELS_API_VERSION: &str = "2024-10-21";
