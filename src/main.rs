@@ -341,7 +341,7 @@ async fn doctor(app_principal_id: Option<String>, json: bool) -> Result<(), Fail
     {
         return Err(Failure::new(
             2,
-            "--app-principal-id must be an object id (a GUID), e.g. the deployment's output KEYFLIP_APP_PRINCIPAL_ID",
+            "--app-principal-id must be an object id (a GUID), e.g. the deployment's output APP_PRINCIPAL_ID",
         ));
     }
     let report = match Settings::from_vars(&vars) {

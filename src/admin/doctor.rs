@@ -138,7 +138,7 @@ impl Report {
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     /// The object id of the app's managed identity (the deployment's output
-    /// `KEYFLIP_APP_PRINCIPAL_ID`), validated as a GUID.
+    /// `APP_PRINCIPAL_ID`), validated as a GUID.
     pub app_principal_id: Option<String>,
     /// `KEYFLIP_*` settings the configuration does not know (typos).
     pub unknown_settings: Vec<String>,
@@ -264,7 +264,7 @@ impl Doctor<'_> {
                 "checked",
                 Status::Skip,
                 "the app's managed identity is not checked",
-                Some("pass --app-principal-id <object id> (the deployment's output KEYFLIP_APP_PRINCIPAL_ID) to check its roles too".into()),
+                Some("pass --app-principal-id <object id> (the deployment's output APP_PRINCIPAL_ID) to check its roles too".into()),
             );
         }
     }

@@ -7,11 +7,6 @@ use yaml_rust2::{Yaml, YamlLoader};
 
 use super::{is_executable, read, root};
 
-/// Whether `scripts/package.sh` may still be absent. Item 1 of issue 8 (another branch) adds
-/// it; until that branch is merged this check reports the gap instead of failing. Set to
-/// `false` once `scripts/package.sh` is on the branch.
-const PACKAGE_SCRIPT_MAY_BE_MISSING: bool = true;
-
 /// The functions `keyflip serve` routes (src/triggers).
 const SERVED: [&str; 3] = [
     keyflip::triggers::keyvault_events::FUNCTION,
@@ -47,14 +42,6 @@ fn every_served_function_has_its_folder_and_no_folder_is_unserved() {
 #[test]
 fn the_packaging_script_exists_and_is_executable() {
     let script = root().join("scripts/package.sh");
-    if !script.exists() && PACKAGE_SCRIPT_MAY_BE_MISSING {
-        eprintln!(
-            "NOTE: scripts/package.sh is not on this branch yet. Item 1 of issue 8 adds it (branch `package`); \
-             azure.yaml's prepackage hook runs it. Once it is merged, set PACKAGE_SCRIPT_MAY_BE_MISSING to false \
-             in tests/deploy/packaging.rs."
-        );
-        return;
-    }
     assert!(
         is_executable(&script),
         "{} is missing or not executable (chmod +x): azure.yaml's prepackage hook runs it",
@@ -120,10 +107,6 @@ fn every_hook_azure_yaml_names_exists_and_is_executable() {
     assert!(!runs.is_empty(), "azure.yaml names no hook");
     for (name, run) in runs {
         let path = root().join(Path::new(run.trim_start_matches("./")));
-        if run.ends_with("package.sh") && !path.exists() && PACKAGE_SCRIPT_MAY_BE_MISSING {
-            eprintln!("NOTE: hook {name} runs {run}, which is not on this branch yet (item 1 of issue 8)");
-            continue;
-        }
         assert!(
             is_executable(&path),
             "hook {name} runs {run}: missing or not executable"
