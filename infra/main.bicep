@@ -136,7 +136,10 @@ var vaultList = map(vaults, v => {
 
 // An allowed-scope item is `scope` or `vault=scope` (src/config.rs, parse_allowed_scope; an
 // ARM scope never holds '='). Role assignments need each scope once, whichever vault it is for.
-var scopeStrings = map(allowedScopes, item => toLower(trim(last(split(item, '=')))))
+// keyflip accepts a trailing '/' on a scope (src/domain/arm_id.rs); dropped here so the segment
+// counts below hold.
+var scopeItems = map(allowedScopes, item => toLower(trim(last(split(item, '=')))))
+var scopeStrings = map(scopeItems, s => endsWith(s, '/') ? substring(s, 0, length(s) - 1) : s)
 var distinctScopes = map(filter(range(0, length(scopeStrings)), i => indexOf(scopeStrings, scopeStrings[i]) == i), i => scopeStrings[i])
 // '/subscriptions/<id>' splits into 3 segments, '…/resourceGroups/<group>' into 5, a resource
 // id '…/providers/<namespace>/<type>/<name>' into 9.

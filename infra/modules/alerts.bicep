@@ -197,8 +197,8 @@ resource sweepMissing 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
     scopes: [
       appInsightsId
     ]
-    evaluationFrequency: 'PT15M'
-    windowSize: 'P1D'
+    evaluationFrequency: 'PT1H'
+    windowSize: 'P2D'
     criteria: {
       allOf: [
         {

@@ -105,7 +105,8 @@ pub fn matches_pattern(pattern: &str, action: &str) -> bool {
 }
 
 /// Whether `scope` is `target` or one of its ancestors (both ARM paths, compared by
-/// case-insensitive segments: `/subscriptions/s` covers `/subscriptions/s/resourceGroups/g/…`).
+/// case-insensitive segments: `/subscriptions/s` covers `/subscriptions/s/resourceGroups/g/…`;
+/// a management group is taken to hold the target, since Resource Manager lists it only then).
 pub fn scope_covers(scope: &str, target: &str) -> bool {
     let segments = |path: &str| -> Vec<String> {
         path.split('/')
@@ -114,7 +115,25 @@ pub fn scope_covers(scope: &str, target: &str) -> bool {
             .collect()
     };
     let (scope, target) = (segments(scope), segments(target));
-    scope.is_empty() || (scope.len() <= target.len() && scope.iter().zip(&target).all(|(a, b)| a == b))
+    // A management group holds subscriptions; Resource Manager lists an assignment there for a
+    // scope only when the scope lies below it.
+    let management_group = scope.len() >= 4
+        && scope[0] == "providers"
+        && scope[1] == "microsoft.management"
+        && scope[2] == "managementgroups";
+    management_group
+        || scope.is_empty()
+        || (scope.len() <= target.len() && scope.iter().zip(&target).all(|(a, b)| a == b))
+}
+
+/// Whether `raw` is a GUID (an object id), the only thing doctor puts in a `$filter`.
+pub fn is_guid(raw: &str) -> bool {
+    let groups: Vec<&str> = raw.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 /// The secret permissions of one Key Vault access policy.
@@ -263,6 +282,10 @@ mod tests {
         assert!(!scope_covers("/subscriptions/s/resourceGroups/g2", account));
         assert!(!scope_covers(&format!("{account}/child/x"), account));
         assert!(!scope_covers("/subscriptions/s2", account));
+        assert!(scope_covers(
+            "/providers/Microsoft.Management/managementGroups/root",
+            account
+        ));
     }
 
     #[test]

@@ -10,10 +10,12 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value;
+use url::Url;
 
-use super::access::{Effective, Permission, scope_covers};
+use super::access::{Effective, Permission, is_guid, scope_covers};
 use crate::azure::arm::{ArmClient, ArmError};
-use crate::domain::{ArmResourceId, Scope, VaultName};
+use crate::domain::untrusted::echo;
+use crate::domain::{ArmResourceId, Scope};
 use crate::providers::cognitive_services;
 
 /// Api-version of `Microsoft.Authorization` reads.
@@ -105,9 +107,10 @@ impl Directory {
         Ok(items.iter().filter_map(account).collect())
     }
 
-    /// The vault named `name`, looked up in every subscription the caller can see; `None` when
-    /// none holds it (or the caller may read none that does).
-    pub async fn find_vault(&self, name: &VaultName) -> Result<Option<VaultResource>, ArmError> {
+    /// The vault whose `vaultUri` is `url` (the one keyflip calls: a `name=url` pair of
+    /// `KEYFLIP_VAULTS` may name it anything), looked up in every subscription the caller can
+    /// see; `None` when none holds it (or the caller may read none that does).
+    pub async fn find_vault(&self, url: &Url) -> Result<Option<VaultResource>, ArmError> {
         let subscriptions = self
             .arm
             .list(&["subscriptions"], &[], SUBSCRIPTIONS_API_VERSION)
@@ -126,9 +129,10 @@ impl Directory {
                 Err(e) => return Err(e),
             };
             let found = vaults.into_iter().find(|v| {
-                v.get("name")
+                v.pointer("/properties/vaultUri")
                     .and_then(Value::as_str)
-                    .is_some_and(|n| n.eq_ignore_ascii_case(name.as_str()))
+                    .and_then(|u| Url::parse(u).ok())
+                    .is_some_and(|u| same_host(&u, url))
             });
             if let Some(body) = found {
                 let Some(vault_id) = body
@@ -168,20 +172,10 @@ impl Directory {
         target: &str,
         definitions: &mut BTreeMap<String, Vec<Permission>>,
     ) -> Result<Effective, ArmError> {
-        let mut path = segments(target);
-        path.extend(["providers", "Microsoft.Authorization", "roleAssignments"]);
-        let filter = format!("principalId eq '{principal}'");
-        let assignments = self
-            .arm
-            .list(&path, &[("$filter", filter.as_str())], AUTHORIZATION_API_VERSION)
-            .await?;
+        let assignments = self.assignments(principal, target).await?;
         let mut held = Vec::new();
         for assignment in &assignments {
             let properties = assignment.get("properties").unwrap_or(&Value::Null);
-            let is_principal = properties
-                .get("principalId")
-                .and_then(Value::as_str)
-                .is_some_and(|p| p.eq_ignore_ascii_case(principal));
             let covers = properties
                 .get("scope")
                 .and_then(Value::as_str)
@@ -189,7 +183,7 @@ impl Directory {
             let Some(definition) = properties.get("roleDefinitionId").and_then(Value::as_str) else {
                 continue;
             };
-            if !(is_principal && covers) {
+            if !covers {
                 continue;
             }
             let key = definition.to_ascii_lowercase();
@@ -213,18 +207,31 @@ impl Directory {
     /// The scopes of `principal`'s role assignments visible from `scope` (to find, e.g., the
     /// storage account it was given a role on).
     pub async fn assignment_scopes(&self, principal: &str, scope: &str) -> Result<Vec<String>, ArmError> {
-        let mut path = segments(scope);
-        path.extend(["providers", "Microsoft.Authorization", "roleAssignments"]);
-        let filter = format!("principalId eq '{principal}'");
-        let assignments = self
-            .arm
-            .list(&path, &[("$filter", filter.as_str())], AUTHORIZATION_API_VERSION)
-            .await?;
+        let assignments = self.assignments(principal, scope).await?;
         Ok(assignments
             .iter()
             .filter_map(|a| a.pointer("/properties/scope").and_then(Value::as_str))
             .map(str::to_string)
             .collect())
+    }
+
+    /// `principal`'s role assignments Resource Manager lists at `scope` (at, above and below
+    /// it). `principal` goes into the `$filter`, so anything but a GUID is refused.
+    async fn assignments(&self, principal: &str, scope: &str) -> Result<Vec<Value>, ArmError> {
+        if !is_guid(principal) {
+            return Err(ArmError::Permanent {
+                status: None,
+                code: "InvalidPrincipalId".into(),
+                message: format!("'{}' is not an object id (a GUID)", echo(principal)),
+            });
+        }
+        let mut path = segments(scope);
+        path.extend(["providers", "Microsoft.Authorization", "roleAssignments"]);
+        // assignedTo() also returns what the principal holds through its groups.
+        let filter = format!("assignedTo('{principal}')");
+        self.arm
+            .list(&path, &[("$filter", filter.as_str())], AUTHORIZATION_API_VERSION)
+            .await
     }
 
     /// The Event Grid system topics whose source is `vault`, each with its event subscriptions.
@@ -253,6 +260,14 @@ impl Directory {
         }
         Ok(found)
     }
+}
+
+/// Whether two vault URLs name the same vault (host and port, ignoring case and path).
+fn same_host(a: &Url, b: &Url) -> bool {
+    a.host_str()
+        .zip(b.host_str())
+        .is_some_and(|(x, y)| x.eq_ignore_ascii_case(y))
+        && a.port_or_known_default() == b.port_or_known_default()
 }
 
 /// An account of a list, if it is one keyflip can read.

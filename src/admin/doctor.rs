@@ -23,10 +23,12 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::Tools;
+pub use super::access::is_guid;
 use super::access::{AccessPolicy, Effective, Permission, missing_secret_permissions};
 use super::directory::VaultResource;
 use crate::azure::arm::ArmError;
 use crate::domain::tags::{self, RotationTags, rfc3339};
+use crate::domain::untrusted::echo;
 use crate::domain::{ApiKey, ArmResourceId, SecretName, VaultName};
 use crate::engine::claims::Claims;
 use crate::lease::LeaseKey;
@@ -39,6 +41,8 @@ pub const SECRET_DATA_ACTIONS: &[&str] = &[
     "Microsoft.KeyVault/vaults/secrets/getSecret/action",
     "Microsoft.KeyVault/vaults/secrets/readMetadata/action",
     "Microsoft.KeyVault/vaults/secrets/setSecret/action",
+    // Tag-only updates: the pending and revocation marks.
+    "Microsoft.KeyVault/vaults/secrets/update/action",
 ];
 /// The access-policy secret permissions keyflip uses.
 pub const SECRET_PERMISSIONS: &[&str] = &["get", "list", "set"];
@@ -142,16 +146,6 @@ pub struct Options {
     pub app_principal_id: Option<String>,
     /// `KEYFLIP_*` settings the configuration does not know (typos).
     pub unknown_settings: Vec<String>,
-}
-
-/// Whether `raw` is a GUID (an object id), the only thing doctor puts in a `$filter`.
-pub fn is_guid(raw: &str) -> bool {
-    let groups: Vec<&str> = raw.split('-').collect();
-    groups.len() == 5
-        && groups
-            .iter()
-            .zip([8, 4, 4, 4, 12])
-            .all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 /// Runs every check.
@@ -306,7 +300,8 @@ impl Doctor<'_> {
     /// The vault's checks; its secrets when it can be listed.
     async fn vault(&mut self, vault: &VaultName) -> Option<Vec<SecretSummary>> {
         let subject = vault.to_string();
-        let resource = match self.tools.directory.find_vault(vault).await {
+        let url = self.tools.settings.vault(vault).map(|v| v.url.clone())?;
+        let resource = match self.tools.directory.find_vault(&url).await {
             Ok(Some(found)) => {
                 let model = match found.rbac {
                     true => "RBAC (enableRbacAuthorization=true): roles grant secret access",
@@ -455,17 +450,52 @@ impl Doctor<'_> {
             );
             return;
         }
-        let wired = topics
-            .iter()
-            .flat_map(|(_, subs)| subs)
-            .find(|s| subscribes_keyflip(s));
-        match wired {
-            Some(sub) => {
-                let name = sub.get("name").and_then(Value::as_str).unwrap_or_default();
-                let target = sub.pointer("/properties/destination/properties/resourceId").and_then(Value::as_str).unwrap_or_default();
-                self.add("vault", &subject, "Event Grid subscription", Status::Ok, format!("{name} delivers SecretNearExpiry and SecretExpired to {target}"), None);
+        let subscriptions: Vec<&Value> = topics.iter().flat_map(|(_, subs)| subs).collect();
+        let name_of = |s: &Value| echo(s.get("name").and_then(Value::as_str).unwrap_or_default());
+        let target_of = |s: &Value| {
+            echo(
+                s.pointer("/properties/destination/properties/resourceId")
+                    .or_else(|| s.pointer("/properties/destination/properties/endpointBaseUrl"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("an endpoint"),
+            )
+        };
+        let mut keyflip_targets = Vec::new();
+        for sub in &subscriptions {
+            match delivery(sub) {
+                Delivery::Keyflip => keyflip_targets.push(target_of(sub)),
+                Delivery::Filtered => self.add(
+                    "vault",
+                    &subject,
+                    "Event Grid subscription",
+                    Status::Fail,
+                    format!("{} delivers to {} only for some secrets (a subject or advanced filter): the others' events reach no one", name_of(sub), target_of(sub)),
+                    Some("remove the subscription's subject and advanced filters (keyflip decides which secrets it manages from their tags)".into()),
+                ),
+                Delivery::Elsewhere => self.add(
+                    "vault",
+                    &subject,
+                    "no other rotator",
+                    Status::Fail,
+                    format!("{} also delivers the expiry events to {}: another rotator (e.g. one of Microsoft's sample functions) may rotate the same secrets, and two rotators break consumers", name_of(sub), target_of(sub)),
+                    Some("delete that event subscription (README \"Migrating from Microsoft's PowerShell rotation samples\")".into()),
+                ),
+                Delivery::Unrelated => {}
             }
-            None => self.add("vault", &subject, "Event Grid subscription", Status::Fail, "no subscription of the vault's system topic delivers SecretNearExpiry and SecretExpired to a KeyVaultEvents function", fix),
+        }
+        keyflip_targets.sort();
+        keyflip_targets.dedup();
+        match keyflip_targets.as_slice() {
+            [] => self.add("vault", &subject, "Event Grid subscription", Status::Fail, "no subscription of the vault's system topic delivers SecretNearExpiry and SecretExpired to a KeyVaultEvents function", fix),
+            [one] => self.add("vault", &subject, "Event Grid subscription", Status::Ok, format!("SecretNearExpiry and SecretExpired reach {one}"), None),
+            many => self.add(
+                "vault",
+                &subject,
+                "Event Grid subscription",
+                Status::Fail,
+                format!("the expiry events reach {} KeyVaultEvents functions ({}): two keyflip deployments serving one vault rotate the same secrets", many.len(), many.join(", ")),
+                Some("keep one deployment per vault: delete the other subscriptions".into()),
+            ),
         }
     }
 
@@ -865,17 +895,26 @@ pub async fn judge_check(
     }
 }
 
-/// Whether an event subscription delivers both expiry events to a `KeyVaultEvents` function.
-fn subscribes_keyflip(subscription: &Value) -> bool {
+/// What an event subscription does with Key Vault's expiry events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    /// Both to a `KeyVaultEvents` function, for every secret, provisioned.
+    Keyflip,
+    /// To a `KeyVaultEvents` function, but only for the secrets a subject or advanced filter lets
+    /// through.
+    Filtered,
+    /// An expiry event to something else: another rotator.
+    Elsewhere,
+    /// No expiry event (e.g. a subscription to other event types), or not provisioned.
+    Unrelated,
+}
+
+fn delivery(subscription: &Value) -> Delivery {
     let properties = subscription.get("properties").unwrap_or(&Value::Null);
-    let is_function = properties
-        .pointer("/destination/endpointType")
+    let state = properties
+        .get("provisioningState")
         .and_then(Value::as_str)
-        .is_some_and(|t| t.eq_ignore_ascii_case("AzureFunction"));
-    let target = properties
-        .pointer("/destination/properties/resourceId")
-        .and_then(Value::as_str)
-        .is_some_and(|id| id.to_ascii_lowercase().ends_with("/functions/keyvaultevents"));
+        .unwrap_or("Succeeded");
     let types = properties
         .pointer("/filter/includedEventTypes")
         .and_then(Value::as_array);
@@ -886,15 +925,44 @@ fn subscribes_keyflip(subscription: &Value) -> bool {
             .filter_map(Value::as_str)
             .any(|t| t.eq_ignore_ascii_case(wanted)),
     };
-    let state = properties
-        .get("provisioningState")
+    let (near, expired) = (
+        delivers("Microsoft.KeyVault.SecretNearExpiry"),
+        delivers("Microsoft.KeyVault.SecretExpired"),
+    );
+    if !state.eq_ignore_ascii_case("Succeeded") || !(near || expired) {
+        return Delivery::Unrelated;
+    }
+    let is_function = properties
+        .pointer("/destination/endpointType")
         .and_then(Value::as_str)
-        .unwrap_or("Succeeded");
-    is_function
-        && target
-        && delivers("Microsoft.KeyVault.SecretNearExpiry")
-        && delivers("Microsoft.KeyVault.SecretExpired")
-        && state.eq_ignore_ascii_case("Succeeded")
+        .is_some_and(|t| t.eq_ignore_ascii_case("AzureFunction"));
+    let is_keyflip = is_function
+        && properties
+            .pointer("/destination/properties/resourceId")
+            .and_then(Value::as_str)
+            .is_some_and(|id| id.to_ascii_lowercase().ends_with("/functions/keyvaultevents"));
+    if !is_keyflip {
+        return Delivery::Elsewhere;
+    }
+    let filter = properties.get("filter").unwrap_or(&Value::Null);
+    let text = |name: &str| {
+        filter
+            .get(name)
+            .and_then(Value::as_str)
+            .is_some_and(|v| !v.is_empty())
+    };
+    let advanced = filter
+        .get("advancedFilters")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty());
+    match (
+        near && expired,
+        text("subjectBeginsWith") || text("subjectEndsWith") || advanced,
+    ) {
+        (_, true) => Delivery::Filtered,
+        (true, false) => Delivery::Keyflip,
+        (false, false) => Delivery::Filtered,
+    }
 }
 
 /// The `oid` claim of a JWT, read without verifying it (only to say who is checking).
@@ -937,29 +1005,42 @@ mod tests {
     }
 
     #[test]
-    fn only_a_succeeded_function_subscription_with_both_types_counts() {
+    fn only_an_unfiltered_function_subscription_with_both_types_is_keyflip_s() {
         let good = json!({"name": "s", "properties": {
             "provisioningState": "Succeeded",
             "destination": {"endpointType": "AzureFunction", "properties": {"resourceId": "/subscriptions/s/resourceGroups/g/providers/Microsoft.Web/sites/app/functions/KeyVaultEvents"}},
             "filter": {"includedEventTypes": ["Microsoft.KeyVault.SecretNearExpiry", "Microsoft.KeyVault.SecretExpired"]}}});
-        assert!(subscribes_keyflip(&good));
+        assert_eq!(delivery(&good), Delivery::Keyflip);
         let mut one_type = good.clone();
         one_type["properties"]["filter"]["includedEventTypes"] =
             json!(["Microsoft.KeyVault.SecretNearExpiry"]);
-        assert!(!subscribes_keyflip(&one_type));
+        assert_eq!(delivery(&one_type), Delivery::Filtered);
+        let mut subject = good.clone();
+        subject["properties"]["filter"]["subjectBeginsWith"] = json!("my-secret");
+        assert_eq!(delivery(&subject), Delivery::Filtered);
+        let mut advanced = good.clone();
+        advanced["properties"]["filter"]["advancedFilters"] =
+            json!([{"operatorType": "StringIn", "key": "subject", "values": ["a"]}]);
+        assert_eq!(delivery(&advanced), Delivery::Filtered);
         let mut webhook = good.clone();
-        webhook["properties"]["destination"]["endpointType"] = json!("WebHook");
-        assert!(!subscribes_keyflip(&webhook));
+        webhook["properties"]["destination"] =
+            json!({"endpointType": "WebHook", "properties": {"endpointBaseUrl": "https://rotator.example"}});
+        assert_eq!(delivery(&webhook), Delivery::Elsewhere);
         let mut other = good.clone();
-        other["properties"]["destination"]["properties"]["resourceId"] =
-            json!("/subscriptions/s/resourceGroups/g/providers/Microsoft.Web/sites/app/functions/Other");
-        assert!(!subscribes_keyflip(&other));
+        other["properties"]["destination"]["properties"]["resourceId"] = json!(
+            "/subscriptions/s/resourceGroups/g/providers/Microsoft.Web/sites/sample/functions/AKVRotation"
+        );
+        assert_eq!(delivery(&other), Delivery::Elsewhere);
         let mut failed = good.clone();
         failed["properties"]["provisioningState"] = json!("Failed");
-        assert!(!subscribes_keyflip(&failed));
+        assert_eq!(delivery(&failed), Delivery::Unrelated);
+        let mut unrelated = good.clone();
+        unrelated["properties"]["filter"]["includedEventTypes"] =
+            json!(["Microsoft.KeyVault.SecretNewVersionCreated"]);
+        assert_eq!(delivery(&unrelated), Delivery::Unrelated);
         let mut all_types = good;
         all_types["properties"]["filter"] = json!({});
-        assert!(subscribes_keyflip(&all_types));
+        assert_eq!(delivery(&all_types), Delivery::Keyflip);
     }
 
     #[test]

@@ -24,11 +24,12 @@ use super::Tools;
 use super::directory::Account;
 use crate::azure::arm::ArmError;
 use crate::domain::tags::{self, RotationTags, Tags, rfc3339};
+use crate::domain::untrusted::echo;
 use crate::domain::{ApiKey, ArmResourceId, SecretName, Slot, VaultName};
 use crate::engine::claims::Claims;
 use crate::lease::{LeaseError, LeaseKey};
 use crate::providers::cognitive_services::key_check;
-use crate::providers::{ProviderError, Verification};
+use crate::providers::{KeyProvider, ProviderError, Verification};
 use crate::store::{LoadedSecret, NewVersion, SecretSummary, StoreError};
 
 /// What to onboard.
@@ -130,16 +131,7 @@ pub async fn onboard(tools: &Tools, request: &OnboardRequest) -> Result<Onboarde
     RotationTags::parse(&probe, settings.lead_days).map_err(|e| refused(format!("--validity-days: {e}")))?;
 
     // The secret as it is: absent, unmanaged, or managed.
-    let existing = match tools.store.latest(vault, secret).await {
-        Ok(found) => Some(found),
-        Err(StoreError::NotFound(_)) => None,
-        Err(StoreError::Disabled(_)) => {
-            return Err(refused(format!(
-                "the latest version of {vault}/{secret} is disabled: enable it or choose another secret name"
-            )));
-        }
-        Err(e) => return Err(from_store(&format!("reading {vault}/{secret}"), e)),
-    };
+    let existing = read_latest(tools, vault, secret).await?;
     let managed = existing.as_ref().is_some_and(|s| tags::is_managed(&s.tags));
     if managed && !request.force {
         return Err(refused(format!(
@@ -157,10 +149,79 @@ pub async fn onboard(tools: &Tools, request: &OnboardRequest) -> Result<Onboarde
             names.join(" and ")
         )));
     }
+    if !managed {
+        return write_first(tools, request, &resource, provider.as_ref(), existing).await;
+    }
 
-    // The resource: usable keys, a trustworthy check, and the key to publish.
+    // Replacing a managed secret: under its rotation lease, then read again, since a rotation
+    // may have moved the secret and the keys while the lease was being taken.
+    let lease = take_lease(tools, vault, secret).await?;
+    let outcome = async {
+        let existing = read_latest(tools, vault, secret).await?;
+        refuse_unfinished(existing.as_ref(), vault, secret)?;
+        write_first(tools, request, &resource, provider.as_ref(), existing).await
+    }
+    .await;
+    if let Err(e) = lease.release().await {
+        tracing::warn!(error = %e, "could not release the rotation lease; it expires by itself");
+    }
+    outcome
+}
+
+/// The latest version, or `None` when the secret does not exist.
+async fn read_latest(
+    tools: &Tools,
+    vault: &VaultName,
+    secret: &SecretName,
+) -> Result<Option<LoadedSecret>, OnboardError> {
+    match tools.store.latest(vault, secret).await {
+        Ok(found) => Ok(Some(found)),
+        Err(StoreError::NotFound(_)) => Ok(None),
+        Err(StoreError::Disabled(_)) => Err(refused(format!(
+            "the latest version of {vault}/{secret} is disabled: enable it or choose another secret name"
+        ))),
+        Err(e) => Err(from_store(&format!("reading {vault}/{secret}"), e)),
+    }
+}
+
+/// A managed secret in the middle of a rotation or of a leaked-key revocation is not replaced:
+/// `--force` would drop its marks and cancel it (a leaked key would stay valid).
+fn refuse_unfinished(
+    existing: Option<&LoadedSecret>,
+    vault: &VaultName,
+    secret: &SecretName,
+) -> Result<(), OnboardError> {
+    let Some(existing) = existing else {
+        return Ok(());
+    };
+    if tags::tag(&existing.tags, tags::REVOKE_PENDING).is_some() {
+        return Err(refused(format!(
+            "{vault}/{secret} carries RevokePending: a leaked-key revocation is unfinished; finish it first (keyflip rotate --vault {vault} --secret {secret} --revoke-active), since replacing the version would cancel it and leave the leaked key valid"
+        )));
+    }
+    if tags::PENDING_TAGS
+        .iter()
+        .any(|name| tags::tag(&existing.tags, name).is_some())
+    {
+        return Err(refused(format!(
+            "{vault}/{secret} carries a pending mark: a rotation is waiting for its new key; let it finish (keyflip rotate --vault {vault} --secret {secret}) or remove the Pending* tags, then onboard again"
+        )));
+    }
+    Ok(())
+}
+
+/// Reads the resource, picks and checks the key, and writes the first managed version.
+async fn write_first(
+    tools: &Tools,
+    request: &OnboardRequest,
+    resource: &ArmResourceId,
+    provider: &dyn KeyProvider,
+    existing: Option<LoadedSecret>,
+) -> Result<Onboarded, OnboardError> {
+    let (vault, secret) = (&request.vault, &request.secret);
+    let managed = existing.as_ref().is_some_and(|s| tags::is_managed(&s.tags));
     let info = provider
-        .describe(&resource)
+        .describe(resource)
         .await
         .map_err(|e| from_provider(&format!("reading {resource}"), e))?;
     if info.keys_disabled {
@@ -171,11 +232,11 @@ pub async fn onboard(tools: &Tools, request: &OnboardRequest) -> Result<Onboarde
     if info.check.is_none() && !request.no_verify {
         return Err(refused(format!(
             "{resource} (kind {}) has no trustworthy data-plane check, so keyflip could not prove a new key works: pass --no-verify to manage it anyway (it writes VerifyKey=false, and rotations then publish unchecked keys)",
-            info.kind.as_deref().unwrap_or("unknown")
+            info.kind.as_deref().map(echo).unwrap_or_else(|| "unknown".into())
         )));
     }
     let keys = provider
-        .list_keys(&resource)
+        .list_keys(resource)
         .await
         .map_err(|e| from_provider(&format!("listing the keys of {resource}"), e))?;
     let held = existing.as_ref().and_then(|s| keys.slot_of(&s.value));
@@ -190,35 +251,23 @@ pub async fn onboard(tools: &Tools, request: &OnboardRequest) -> Result<Onboarde
         (Some(_), false) => {
             check(
                 provider.verify(&info, &key).await,
-                &resource,
+                resource,
                 provider.slot_tag(slot),
             )?;
             true
         }
         _ => false,
     };
-
-    // Overwriting a managed secret: under the rotation lease, so no rotation is mid-flight.
-    let lease = match managed {
-        false => None,
-        true => Some(take_lease(tools, vault, secret).await?),
-    };
-    let written = write(
+    let (version, expires) = write(
         tools,
         request,
         existing.as_ref(),
-        &resource,
+        resource,
         provider.slot_tag(slot),
         key,
         verified,
     )
-    .await;
-    if let Some(lease) = lease
-        && let Err(e) = lease.release().await
-    {
-        tracing::warn!(error = %e, "could not release the rotation lease; it expires by itself");
-    }
-    let (version, expires) = written?;
+    .await?;
     Ok(Onboarded {
         vault: vault.to_string(),
         secret: secret.to_string(),
@@ -374,8 +423,10 @@ pub async fn propose(tools: &Tools, vault: &VaultName) -> Result<Vec<Proposal>, 
             .accounts_in(scope)
             .await
             .map_err(|e| from_arm(&format!("listing the AI services accounts of {scope}"), e))?;
+        // What Resource Manager lists is checked like a tag: only accounts inside the
+        // vault's scopes are proposed.
         for account in found {
-            if seen.insert(account.id.key()) {
+            if tools.settings.allowed_scopes.permits(vault, &account.id) && seen.insert(account.id.key()) {
                 accounts.push(account);
             }
         }
@@ -390,12 +441,14 @@ pub async fn propose(tools: &Tools, vault: &VaultName) -> Result<Vec<Proposal>, 
         .filter(|(v, _)| v == vault)
         .flat_map(|(_, secrets)| secrets.iter().map(|s| s.name.as_str().to_ascii_lowercase()))
         .collect();
+    let holders = unmanaged_values(tools, vault, &listed).await?;
     let mut proposals = Vec::new();
     for account in accounts {
         let name = account.id.name().to_string();
+        let kind = echo(&account.kind);
         let skip = |reason: String| Proposal {
             resource: account.id.to_string(),
-            kind: account.kind.clone(),
+            kind: kind.clone(),
             secret: None,
             action: "skip",
             reason,
@@ -408,9 +461,21 @@ pub async fn propose(tools: &Tools, vault: &VaultName) -> Result<Vec<Proposal>, 
             skip(format!("already managed by {}", by.join(" and ")))
         } else if key_check(&account.kind, &account.properties).is_none() {
             skip(format!(
-                "kind {} has no trustworthy key check: onboard it alone with --no-verify if you accept unchecked keys",
-                account.kind
+                "kind {kind} has no trustworthy key check: onboard it alone with --no-verify if you accept unchecked keys"
             ))
+        } else if let Some(found) = holder_of(tools, &account.id, &holders).await {
+            match found {
+                Ok((secret, slot)) => Proposal {
+                    resource: account.id.to_string(),
+                    kind: kind.clone(),
+                    secret: Some(secret),
+                    action: "onboard",
+                    reason: format!(
+                        "this unmanaged secret already holds its {slot}: onboarding it keeps the value its consumers read (a second secret with the same key would break them at the second rotation)"
+                    ),
+                },
+                Err(why) => skip(why),
+            }
         } else if SecretName::parse(&name).is_err() {
             skip(format!(
                 "'{name}' is not a valid secret name: onboard it alone with --secret"
@@ -422,7 +487,7 @@ pub async fn propose(tools: &Tools, vault: &VaultName) -> Result<Vec<Proposal>, 
         } else {
             Proposal {
                 resource: account.id.to_string(),
-                kind: account.kind.clone(),
+                kind: kind.clone(),
                 secret: Some(name),
                 action: "onboard",
                 reason: String::new(),
@@ -431,6 +496,60 @@ pub async fn propose(tools: &Tools, vault: &VaultName) -> Result<Vec<Proposal>, 
         proposals.push(proposal);
     }
     Ok(proposals)
+}
+
+/// The values of `vault`'s unmanaged, enabled secrets, by name: an account whose key one of
+/// them holds is onboarded into that secret, never into a second one. Values stay in memory.
+async fn unmanaged_values(
+    tools: &Tools,
+    vault: &VaultName,
+    listed: &[(VaultName, Vec<SecretSummary>)],
+) -> Result<Vec<(String, ApiKey)>, OnboardError> {
+    let mut values = Vec::new();
+    let unmanaged = listed
+        .iter()
+        .filter(|(v, _)| v == vault)
+        .flat_map(|(_, secrets)| secrets)
+        .filter(|s| s.enabled && !tags::is_managed(&s.tags));
+    for summary in unmanaged {
+        match tools.store.latest(vault, &summary.name).await {
+            Ok(secret) => values.push((summary.name.to_string(), secret.value)),
+            Err(StoreError::NotFound(_) | StoreError::Disabled(_)) => {}
+            Err(e) => {
+                let doing = format!(
+                    "reading {vault}/{} (to find a secret that already holds an account's key)",
+                    summary.name
+                );
+                return Err(from_store(&doing, e));
+            }
+        }
+    }
+    Ok(values)
+}
+
+/// The unmanaged secret holding one of `resource`'s keys, with the slot; `Err` when its keys
+/// cannot be read (then it cannot be proposed safely).
+async fn holder_of(
+    tools: &Tools,
+    resource: &ArmResourceId,
+    holders: &[(String, ApiKey)],
+) -> Option<Result<(String, &'static str), String>> {
+    if holders.is_empty() {
+        return None;
+    }
+    let provider = tools.providers.for_resource(resource).ok()?;
+    let keys = match provider.list_keys(resource).await {
+        Ok(keys) => keys,
+        Err(e) => {
+            return Some(Err(format!(
+                "listing its keys failed ({e}), so keyflip cannot tell whether a secret already holds one"
+            )));
+        }
+    };
+    holders.iter().find_map(|(name, value)| {
+        keys.slot_of(value)
+            .map(|slot| Ok((name.clone(), provider.slot_tag(slot))))
+    })
 }
 
 /// Used by the command line to print the proposal table.

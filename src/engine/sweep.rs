@@ -145,12 +145,14 @@ impl Engine {
     async fn rotate_within(&self, mut request: RotationRequest, deadline: Instant) -> RotationResult {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return self.report(
+            let result = self.report(
                 &request.vault,
                 request.secret.as_str(),
                 Outcome::Failed(FailReason::Transient),
                 "the sweep's budget ran out before this secret; the next sweep takes it",
             );
+            log_events::rotation_ended(&result, None);
+            return result;
         }
         request.budget = left.min(MAX_ROTATION_IN_SWEEP);
         let (vault, secret) = (request.vault.clone(), request.secret.clone());
@@ -158,13 +160,14 @@ impl Engine {
             Ok(result) => result,
             Err(_) => {
                 // The panic's payload is not shown: it could quote anything the code held.
-                tracing::error!(%vault, %secret, "the rotation failed unexpectedly (a panic); the sweep goes on");
-                self.report(
+                let result = self.report(
                     &vault,
                     secret.as_str(),
                     Outcome::Failed(FailReason::Internal),
-                    "keyflip failed unexpectedly while rotating this secret (a bug: please report it with the logs); the latest version still holds a valid key and the next sweep tries again; the other secrets were not affected",
-                )
+                    "keyflip failed unexpectedly while rotating this secret (a panic: a bug, please report it with the logs); the latest version still holds a valid key and the next sweep tries again; the other secrets were not affected",
+                );
+                log_events::rotation_ended(&result, None);
+                result
             }
         }
     }

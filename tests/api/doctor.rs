@@ -176,7 +176,7 @@ async fn a_healthy_set_up_passes_every_check_and_nothing_is_written() {
 async fn a_broken_set_up_fails_exactly_its_broken_checks_each_with_a_fix() {
     // Arrange: the healthy set-up without Event Grid on the second vault, then break it
     let app = spawn_app_with_storage_lease(&[]).await;
-    healthy(&app, &[VAULT]).await;
+    healthy(&app, &[]).await;
     let me = app.info.system_identity.principal_id.clone();
     app.seed_account("dr-lie-acc", "OpenAI").await;
     let mut lie = SecretSpec::new("dr-lie", "dr-lie-acc");
@@ -187,6 +187,19 @@ async fn a_broken_set_up_fails_exactly_its_broken_checks_each_with_a_fix() {
             &json!({"vaults": [{"name": VAULT_TWO, "enable_rbac_authorization": false,
             "access_policies": [policy(&me, &["get", "list", "set"]), policy(APP, &["get", "list"])]}]}),
         )
+        .await
+        .expect("seeded");
+
+    // Microsoft's sample rotator left subscribed to the first vault's events, beside keyflip's
+    let mut wired = topic(VAULT);
+    let sample = json!({"name": "akv-rotation", "endpoint_type": "WebHook",
+        "resource_id": "https://sample-rotator.azurewebsites.net/api/AKVRotation",
+        "included_event_types": ["Microsoft.KeyVault.SecretNearExpiry"]});
+    if let Some(subscriptions) = wired["event_subscriptions"].as_array_mut() {
+        subscriptions.push(sample);
+    }
+    app.control
+        .seed(&json!({"system_topics": [wired]}))
         .await
         .expect("seeded");
 
@@ -218,6 +231,7 @@ async fn a_broken_set_up_fails_exactly_its_broken_checks_each_with_a_fix() {
         "ok",
         "{output}"
     );
+    assert_eq!(status(&report, VAULT, "no other rotator"), "fail", "{output}");
     assert_eq!(
         status(&report, &format!("{VAULT}/dr-ok"), "proof of possession"),
         "ok",

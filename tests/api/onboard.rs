@@ -295,6 +295,13 @@ async fn all_in_scope_proposes_a_table_and_writes_only_with_yes() {
         .await;
     app.seed_secret(SecretSpec::new("ob-managed-key", "ob-managed"))
         .await;
+    // The secret an application already reads ob-c's key from, nobody's managed secret yet
+    app.seed_account("ob-c", "OpenAI").await;
+    let c_key2 = app.key("ob-c", "key2").await;
+    app.control
+        .seed(&json!({"vaults": [{"name": VAULT, "secrets": [{"name": "legacy-c", "versions": [{"value": c_key2}]}]}]}))
+        .await
+        .expect("seeded");
     let before = set_secret_calls(&app).await;
 
     // Act: the proposal
@@ -305,10 +312,12 @@ async fn all_in_scope_proposes_a_table_and_writes_only_with_yes() {
     for expected in [
         "ob-a",
         "ob-b",
+        "legacy-c",
+        "already holds its key2",
         "already managed by kv-api/ob-managed-key",
         "disableLocalAuth",
         "no trustworthy key check",
-        "2 to onboard; nothing written",
+        "3 to onboard; nothing written",
     ] {
         assert!(stdout.contains(expected), "'{expected}' missing from:\n{stdout}");
     }
@@ -326,8 +335,15 @@ async fn all_in_scope_proposes_a_table_and_writes_only_with_yes() {
     // Assert: exactly the two proposed secrets were written, each holding key1
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     let answer = last_json(&stdout);
-    assert_eq!(answer["onboarded"].as_array().map(Vec::len), Some(2), "{answer}");
-    assert_eq!(set_secret_calls(&app).await, before + 2);
+    assert_eq!(answer["onboarded"].as_array().map(Vec::len), Some(3), "{answer}");
+    assert_eq!(set_secret_calls(&app).await, before + 3);
+    let legacy = app.latest("legacy-c").await;
+    assert_eq!(legacy.value, c_key2, "its consumers read the same value");
+    assert_eq!(legacy.tag("CredentialId"), Some("key2"));
+    assert!(
+        app.control.secret(VAULT, "ob-c").await.is_err(),
+        "no second secret holds ob-c's key"
+    );
     for name in ["ob-a", "ob-b"] {
         let latest = app.latest(name).await;
         assert_eq!(latest.value, app.key(name, "key1").await);
@@ -341,5 +357,35 @@ async fn all_in_scope_proposes_a_table_and_writes_only_with_yes() {
     let (code, stdout, _) = onboard(&app, &["--all-in-scope", "--yes"]);
     assert_eq!(code, 0);
     assert!(stdout.contains("already managed by kv-api/ob-a"), "{stdout}");
-    assert_eq!(set_secret_calls(&app).await, before + 2);
+    assert!(stdout.contains("already managed by kv-api/legacy-c"), "{stdout}");
+    assert_eq!(set_secret_calls(&app).await, before + 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn force_never_cancels_a_pending_rotation_or_an_unfinished_revocation() {
+    // Arrange: managed secrets in the middle of a rotation and of a leaked-key revocation
+    let app = app_with_vaults().await;
+    app.seed_account("ob-pending", "OpenAI").await;
+    app.seed_account("ob-revoking", "OpenAI").await;
+    app.seed_secret(SecretSpec::new("ob-pending", "ob-pending").tag("PendingSlot", "key2"))
+        .await;
+    app.seed_secret(SecretSpec::new("ob-revoking", "ob-revoking").tag("RevokePending", "key2"))
+        .await;
+    let before = set_secret_calls(&app).await;
+
+    for (secret, says) in [("ob-pending", "pending mark"), ("ob-revoking", "RevokePending")] {
+        // Act
+        let resource = TestApp::provider_address(secret);
+        let (code, stdout, stderr) =
+            onboard(&app, &["--secret", secret, "--resource-id", &resource, "--force"]);
+
+        // Assert: refused, naming the mark, with the rotation's way to finish it
+        assert_eq!(code, 1, "{secret}: {stdout}\n{stderr}");
+        assert!(
+            stderr.contains(says) && stderr.contains("keyflip rotate"),
+            "{secret}: {stderr}"
+        );
+    }
+    assert_eq!(set_secret_calls(&app).await, before);
+    assert_eq!(app.latest("ob-revoking").await.tag("RevokePending"), Some("key2"));
 }
