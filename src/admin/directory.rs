@@ -122,10 +122,9 @@ impl Directory {
             let path = ["subscriptions", id, "providers", "Microsoft.KeyVault", "vaults"];
             let vaults = match self.arm.list(&path, &[], KEY_VAULT_API_VERSION).await {
                 Ok(vaults) => vaults,
-                // A subscription whose vaults the caller may not list holds none it can use.
-                Err(ArmError::Permanent {
-                    status: Some(403), ..
-                }) => continue,
+                // A subscription whose vaults the caller may not list (or a disabled one) holds
+                // none it can use: look in the others.
+                Err(ArmError::Permanent { .. } | ArmError::NotFound { .. }) => continue,
                 Err(e) => return Err(e),
             };
             let found = vaults.into_iter().find(|v| {

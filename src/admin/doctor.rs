@@ -460,11 +460,16 @@ impl Doctor<'_> {
                     .unwrap_or("an endpoint"),
             )
         };
-        let mut keyflip_targets = Vec::new();
+        // Which expiry events reach each KeyVaultEvents function, over every subscription (one
+        // may carry both types, or two one each).
+        let mut coverage: BTreeMap<String, (bool, bool)> = BTreeMap::new();
         for sub in &subscriptions {
-            match delivery(sub) {
-                Delivery::Keyflip => keyflip_targets.push(target_of(sub)),
-                Delivery::Filtered => self.add(
+            let d = delivery(sub);
+            if !d.provisioned || !(d.near || d.expired) {
+                continue;
+            }
+            match (&d.keyflip, d.filtered, d.runs_code) {
+                (Some(_), true, _) => self.add(
                     "vault",
                     &subject,
                     "Event Grid subscription",
@@ -472,7 +477,12 @@ impl Doctor<'_> {
                     format!("{} delivers to {} only for some secrets (a subject or advanced filter): the others' events reach no one", name_of(sub), target_of(sub)),
                     Some("remove the subscription's subject and advanced filters (keyflip decides which secrets it manages from their tags)".into()),
                 ),
-                Delivery::Elsewhere => self.add(
+                (Some(target), false, _) => {
+                    let seen = coverage.entry(target.clone()).or_default();
+                    seen.0 |= d.near;
+                    seen.1 |= d.expired;
+                }
+                (None, _, true) => self.add(
                     "vault",
                     &subject,
                     "no other rotator",
@@ -480,13 +490,29 @@ impl Doctor<'_> {
                     format!("{} also delivers the expiry events to {}: another rotator (e.g. one of Microsoft's sample functions) may rotate the same secrets, and two rotators break consumers", name_of(sub), target_of(sub)),
                     Some("delete that event subscription (README \"Migrating from Microsoft's PowerShell rotation samples\")".into()),
                 ),
-                Delivery::Unrelated => {}
+                (None, _, false) => self.add(
+                    "vault",
+                    &subject,
+                    "no other rotator",
+                    Status::Warn,
+                    format!("{} also delivers the expiry events to {} (a queue, hub or bus): fine if only something that records them reads it", name_of(sub), target_of(sub)),
+                    None,
+                ),
             }
         }
-        keyflip_targets.sort();
-        keyflip_targets.dedup();
-        match keyflip_targets.as_slice() {
-            [] => self.add("vault", &subject, "Event Grid subscription", Status::Fail, "no subscription of the vault's system topic delivers SecretNearExpiry and SecretExpired to a KeyVaultEvents function", fix),
+        let complete: Vec<String> = coverage
+            .iter()
+            .filter(|(_, (near, expired))| *near && *expired)
+            .map(|(target, _)| echo(target))
+            .collect();
+        match complete.as_slice() {
+            [] => {
+                let partial = match coverage.is_empty() {
+                    true => String::new(),
+                    false => " (only one of the two event types reaches it)".to_string(),
+                };
+                self.add("vault", &subject, "Event Grid subscription", Status::Fail, format!("no subscription of the vault's system topic delivers both SecretNearExpiry and SecretExpired to a KeyVaultEvents function{partial}"), fix)
+            }
             [one] => self.add("vault", &subject, "Event Grid subscription", Status::Ok, format!("SecretNearExpiry and SecretExpired reach {one}"), None),
             many => self.add(
                 "vault",
@@ -896,17 +922,18 @@ pub async fn judge_check(
 }
 
 /// What an event subscription does with Key Vault's expiry events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Delivery {
-    /// Both to a `KeyVaultEvents` function, for every secret, provisioned.
-    Keyflip,
-    /// To a `KeyVaultEvents` function, but only for the secrets a subject or advanced filter lets
-    /// through.
-    Filtered,
-    /// An expiry event to something else: another rotator.
-    Elsewhere,
-    /// No expiry event (e.g. a subscription to other event types), or not provisioned.
-    Unrelated,
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Delivery {
+    /// It is live (`Succeeded`, or still being changed: `Updating`/`Creating` deliver soon).
+    provisioned: bool,
+    near: bool,
+    expired: bool,
+    /// The `KeyVaultEvents` function it delivers to, if it does.
+    keyflip: Option<String>,
+    /// A subject or advanced filter lets only some secrets' events through.
+    filtered: bool,
+    /// Its destination runs code (a function, a webhook): it could rotate.
+    runs_code: bool,
 }
 
 fn delivery(subscription: &Value) -> Delivery {
@@ -915,9 +942,14 @@ fn delivery(subscription: &Value) -> Delivery {
         .get("provisioningState")
         .and_then(Value::as_str)
         .unwrap_or("Succeeded");
+    let provisioned = ["Succeeded", "Updating", "Creating"]
+        .iter()
+        .any(|s| state.eq_ignore_ascii_case(s));
+    // An absent or empty list means every default event type.
     let types = properties
         .pointer("/filter/includedEventTypes")
-        .and_then(Value::as_array);
+        .and_then(Value::as_array)
+        .filter(|t| !t.is_empty());
     let delivers = |wanted: &str| match types {
         None => true,
         Some(types) => types
@@ -925,25 +957,26 @@ fn delivery(subscription: &Value) -> Delivery {
             .filter_map(Value::as_str)
             .any(|t| t.eq_ignore_ascii_case(wanted)),
     };
-    let (near, expired) = (
-        delivers("Microsoft.KeyVault.SecretNearExpiry"),
-        delivers("Microsoft.KeyVault.SecretExpired"),
-    );
-    if !state.eq_ignore_ascii_case("Succeeded") || !(near || expired) {
-        return Delivery::Unrelated;
-    }
-    let is_function = properties
-        .pointer("/destination/endpointType")
+    let destination = properties
+        .get("destination")
+        .filter(|d| !d.is_null())
+        .or_else(|| properties.pointer("/deliveryWithResourceIdentity/destination"))
+        .unwrap_or(&Value::Null);
+    let endpoint = destination
+        .get("endpointType")
         .and_then(Value::as_str)
-        .is_some_and(|t| t.eq_ignore_ascii_case("AzureFunction"));
-    let is_keyflip = is_function
-        && properties
-            .pointer("/destination/properties/resourceId")
-            .and_then(Value::as_str)
-            .is_some_and(|id| id.to_ascii_lowercase().ends_with("/functions/keyvaultevents"));
-    if !is_keyflip {
-        return Delivery::Elsewhere;
-    }
+        .unwrap_or_default();
+    let runs_code = ["AzureFunction", "WebHook"]
+        .iter()
+        .any(|t| endpoint.eq_ignore_ascii_case(t));
+    let keyflip = destination
+        .pointer("/properties/resourceId")
+        .and_then(Value::as_str)
+        .filter(|id| {
+            endpoint.eq_ignore_ascii_case("AzureFunction")
+                && id.to_ascii_lowercase().ends_with("/functions/keyvaultevents")
+        })
+        .map(str::to_ascii_lowercase);
     let filter = properties.get("filter").unwrap_or(&Value::Null);
     let text = |name: &str| {
         filter
@@ -955,13 +988,13 @@ fn delivery(subscription: &Value) -> Delivery {
         .get("advancedFilters")
         .and_then(Value::as_array)
         .is_some_and(|a| !a.is_empty());
-    match (
-        near && expired,
-        text("subjectBeginsWith") || text("subjectEndsWith") || advanced,
-    ) {
-        (_, true) => Delivery::Filtered,
-        (true, false) => Delivery::Keyflip,
-        (false, false) => Delivery::Filtered,
+    Delivery {
+        provisioned,
+        near: delivers("Microsoft.KeyVault.SecretNearExpiry"),
+        expired: delivers("Microsoft.KeyVault.SecretExpired"),
+        keyflip,
+        filtered: text("subjectBeginsWith") || text("subjectEndsWith") || advanced,
+        runs_code,
     }
 }
 
@@ -1005,42 +1038,58 @@ mod tests {
     }
 
     #[test]
-    fn only_an_unfiltered_function_subscription_with_both_types_is_keyflip_s() {
+    fn subscriptions_are_classified_by_destination_types_and_filters() {
         let good = json!({"name": "s", "properties": {
             "provisioningState": "Succeeded",
             "destination": {"endpointType": "AzureFunction", "properties": {"resourceId": "/subscriptions/s/resourceGroups/g/providers/Microsoft.Web/sites/app/functions/KeyVaultEvents"}},
             "filter": {"includedEventTypes": ["Microsoft.KeyVault.SecretNearExpiry", "Microsoft.KeyVault.SecretExpired"]}}});
-        assert_eq!(delivery(&good), Delivery::Keyflip);
+        let d = delivery(&good);
+        assert!(d.provisioned && d.near && d.expired && !d.filtered && d.runs_code);
+        assert!(
+            d.keyflip
+                .as_deref()
+                .is_some_and(|t| t.ends_with("/functions/keyvaultevents"))
+        );
         let mut one_type = good.clone();
         one_type["properties"]["filter"]["includedEventTypes"] =
             json!(["Microsoft.KeyVault.SecretNearExpiry"]);
-        assert_eq!(delivery(&one_type), Delivery::Filtered);
+        let d = delivery(&one_type);
+        assert!(
+            d.near && !d.expired && !d.filtered,
+            "one type is coverage, not a filter"
+        );
         let mut subject = good.clone();
         subject["properties"]["filter"]["subjectBeginsWith"] = json!("my-secret");
-        assert_eq!(delivery(&subject), Delivery::Filtered);
+        assert!(delivery(&subject).filtered);
         let mut advanced = good.clone();
         advanced["properties"]["filter"]["advancedFilters"] =
             json!([{"operatorType": "StringIn", "key": "subject", "values": ["a"]}]);
-        assert_eq!(delivery(&advanced), Delivery::Filtered);
+        assert!(delivery(&advanced).filtered);
         let mut webhook = good.clone();
         webhook["properties"]["destination"] =
             json!({"endpointType": "WebHook", "properties": {"endpointBaseUrl": "https://rotator.example"}});
-        assert_eq!(delivery(&webhook), Delivery::Elsewhere);
-        let mut other = good.clone();
-        other["properties"]["destination"]["properties"]["resourceId"] = json!(
-            "/subscriptions/s/resourceGroups/g/providers/Microsoft.Web/sites/sample/functions/AKVRotation"
-        );
-        assert_eq!(delivery(&other), Delivery::Elsewhere);
+        let d = delivery(&webhook);
+        assert!(d.keyflip.is_none() && d.runs_code);
+        let mut queue = good.clone();
+        queue["properties"]["destination"] = json!({"endpointType": "StorageQueue", "properties": {"resourceId": "/subscriptions/s/resourceGroups/g/providers/Microsoft.Storage/storageAccounts/a", "queueName": "q"}});
+        assert!(!delivery(&queue).runs_code);
+        let mut with_identity = good.clone();
+        let destination = with_identity["properties"]["destination"].take();
+        with_identity["properties"]["deliveryWithResourceIdentity"] =
+            json!({"identity": {"type": "SystemAssigned"}, "destination": destination});
+        assert!(delivery(&with_identity).keyflip.is_some());
         let mut failed = good.clone();
         failed["properties"]["provisioningState"] = json!("Failed");
-        assert_eq!(delivery(&failed), Delivery::Unrelated);
+        assert!(!delivery(&failed).provisioned);
         let mut unrelated = good.clone();
         unrelated["properties"]["filter"]["includedEventTypes"] =
             json!(["Microsoft.KeyVault.SecretNewVersionCreated"]);
-        assert_eq!(delivery(&unrelated), Delivery::Unrelated);
-        let mut all_types = good;
-        all_types["properties"]["filter"] = json!({});
-        assert_eq!(delivery(&all_types), Delivery::Keyflip);
+        let d = delivery(&unrelated);
+        assert!(!d.near && !d.expired);
+        let mut empty = good;
+        empty["properties"]["filter"]["includedEventTypes"] = json!([]);
+        let d = delivery(&empty);
+        assert!(d.near && d.expired, "an empty list is every type");
     }
 
     #[test]

@@ -17,17 +17,20 @@
 //! Otherwise the new version holds `key1`. No key value is ever printed or logged (I7).
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use serde::Serialize;
 
 use super::Tools;
 use super::directory::Account;
 use crate::azure::arm::ArmError;
+use crate::config::LeaseMode;
 use crate::domain::tags::{self, RotationTags, Tags, rfc3339};
 use crate::domain::untrusted::echo;
 use crate::domain::{ApiKey, ArmResourceId, SecretName, Slot, VaultName};
 use crate::engine::claims::Claims;
-use crate::lease::{LeaseError, LeaseKey};
+use crate::lease::{Holding, LeaseError, LeaseKey};
+use crate::providers::KeyPair;
 use crate::providers::cognitive_services::key_check;
 use crate::providers::{KeyProvider, ProviderError, Verification};
 use crate::store::{LoadedSecret, NewVersion, SecretSummary, StoreError};
@@ -139,8 +142,13 @@ pub async fn onboard(tools: &Tools, request: &OnboardRequest) -> Result<Onboarde
         )));
     }
 
-    // One resource, one secret.
-    let claims = claims(tools).await?;
+    // One resource, one secret: no managed secret names it, and no unmanaged one holds its key.
+    let listed = list_all(tools).await?;
+    let claims = Claims::from_listing(
+        listed.iter().map(|(v, s)| (v, s.as_slice())),
+        &settings.allowed_scopes,
+    );
+    let copies = unmanaged_values(tools, &listed).await?;
     let others = claims.others(&resource, vault, secret);
     if !others.is_empty() {
         let names: Vec<String> = others.iter().map(ToString::to_string).collect();
@@ -149,23 +157,40 @@ pub async fn onboard(tools: &Tools, request: &OnboardRequest) -> Result<Onboarde
             names.join(" and ")
         )));
     }
+    let first = First {
+        request,
+        resource: &resource,
+        provider: provider.as_ref(),
+        copies: &copies,
+    };
     if !managed {
-        return write_first(tools, request, &resource, provider.as_ref(), existing).await;
+        return first.write(tools, existing, None).await;
     }
 
-    // Replacing a managed secret: under its rotation lease, then read again, since a rotation
-    // may have moved the secret and the keys while the lease was being taken.
-    let lease = take_lease(tools, vault, secret).await?;
+    // Replacing a managed secret: under its rotation lease (renewed, and checked before the
+    // write), then read again, since a rotation may have moved the secret and the keys while
+    // the lease was being taken.
+    let holding = take_lease(tools, vault, secret).await?;
     let outcome = async {
         let existing = read_latest(tools, vault, secret).await?;
         refuse_unfinished(existing.as_ref(), vault, secret)?;
-        write_first(tools, request, &resource, provider.as_ref(), existing).await
+        first.write(tools, existing, Some(&holding)).await
     }
     .await;
-    if let Err(e) = lease.release().await {
-        tracing::warn!(error = %e, "could not release the rotation lease; it expires by itself");
-    }
+    holding.release(LEASE_RELEASE_BOUND).await;
     outcome
+}
+
+/// How long releasing the lease may take (it expires by itself otherwise).
+const LEASE_RELEASE_BOUND: Duration = Duration::from_secs(5);
+
+/// What writing the first managed version needs.
+struct First<'a> {
+    request: &'a OnboardRequest,
+    resource: &'a ArmResourceId,
+    provider: &'a dyn KeyProvider,
+    /// Every unmanaged secret's value in the served vaults.
+    copies: &'a [Copy],
 }
 
 /// The latest version, or `None` when the secret does not exist.
@@ -210,74 +235,91 @@ fn refuse_unfinished(
     Ok(())
 }
 
-/// Reads the resource, picks and checks the key, and writes the first managed version.
-async fn write_first(
-    tools: &Tools,
-    request: &OnboardRequest,
-    resource: &ArmResourceId,
-    provider: &dyn KeyProvider,
-    existing: Option<LoadedSecret>,
-) -> Result<Onboarded, OnboardError> {
-    let (vault, secret) = (&request.vault, &request.secret);
-    let managed = existing.as_ref().is_some_and(|s| tags::is_managed(&s.tags));
-    let info = provider
-        .describe(resource)
-        .await
-        .map_err(|e| from_provider(&format!("reading {resource}"), e))?;
-    if info.keys_disabled {
-        return Err(refused(format!(
-            "{resource} has key authentication switched off (disableLocalAuth=true): its keys cannot be used, so there is nothing to rotate"
-        )));
-    }
-    if info.check.is_none() && !request.no_verify {
-        return Err(refused(format!(
-            "{resource} (kind {}) has no trustworthy data-plane check, so keyflip could not prove a new key works: pass --no-verify to manage it anyway (it writes VerifyKey=false, and rotations then publish unchecked keys)",
-            info.kind.as_deref().map(echo).unwrap_or_else(|| "unknown".into())
-        )));
-    }
-    let keys = provider
-        .list_keys(resource)
-        .await
-        .map_err(|e| from_provider(&format!("listing the keys of {resource}"), e))?;
-    let held = existing.as_ref().and_then(|s| keys.slot_of(&s.value));
-    if existing.is_some() && held.is_none() && !managed && !request.force {
-        return Err(refused(format!(
-            "{vault}/{secret} exists and holds a value that is neither key of {resource}: writing a key would change what its consumers read; pass --force to replace it, or choose another secret name"
-        )));
-    }
-    let slot = held.unwrap_or(Slot::First);
-    let key = keys.get(slot).clone();
-    let verified = match (&info.check, request.no_verify) {
-        (Some(_), false) => {
-            check(
-                provider.verify(&info, &key).await,
-                resource,
-                provider.slot_tag(slot),
-            )?;
-            true
+impl First<'_> {
+    /// Reads the resource, picks and checks the key, and writes the first managed version
+    /// (under `holding`'s lease when given).
+    async fn write(
+        &self,
+        tools: &Tools,
+        existing: Option<LoadedSecret>,
+        holding: Option<&Holding>,
+    ) -> Result<Onboarded, OnboardError> {
+        let (request, resource, provider) = (self.request, self.resource, self.provider);
+        let (vault, secret) = (&request.vault, &request.secret);
+        let managed = existing.as_ref().is_some_and(|s| tags::is_managed(&s.tags));
+        let info = provider
+            .describe(resource)
+            .await
+            .map_err(|e| from_provider(&format!("reading {resource}"), e))?;
+        if info.keys_disabled {
+            return Err(refused(format!(
+                "{resource} has key authentication switched off (disableLocalAuth=true): its keys cannot be used, so there is nothing to rotate"
+            )));
         }
-        _ => false,
-    };
-    let (version, expires) = write(
-        tools,
-        request,
-        existing.as_ref(),
-        resource,
-        provider.slot_tag(slot),
-        key,
-        verified,
-    )
-    .await?;
-    Ok(Onboarded {
-        vault: vault.to_string(),
-        secret: secret.to_string(),
-        resource: resource.to_string(),
-        slot: provider.slot_tag(slot).to_string(),
-        version,
-        expires,
-        verified,
-        kept_value: held.is_some(),
-    })
+        if info.check.is_none() && !request.no_verify {
+            return Err(refused(format!(
+                "{resource} (kind {}) has no trustworthy data-plane check, so keyflip could not prove a new key works: pass --no-verify to manage it anyway (it writes VerifyKey=false, and rotations then publish unchecked keys)",
+                info.kind.as_deref().map(echo).unwrap_or_else(|| "unknown".into())
+            )));
+        }
+        let keys = provider
+            .list_keys(resource)
+            .await
+            .map_err(|e| from_provider(&format!("listing the keys of {resource}"), e))?;
+        let elsewhere: Vec<String> = holders(self.copies, &keys)
+            .into_iter()
+            .filter(|c| !(&c.vault == vault && &c.secret == secret))
+            .map(|c| format!("{}/{}", c.vault, c.secret))
+            .collect();
+        if !elsewhere.is_empty() {
+            return Err(refused(format!(
+                "{} already hold{} a key of {resource} without being managed: a rotation of {vault}/{secret} would regenerate a key their consumers read; onboard that secret instead (--vault <its vault> --secret <it>), or point its consumers at one secret first",
+                elsewhere.join(" and "),
+                if elsewhere.len() == 1 { "s" } else { "" }
+            )));
+        }
+        let held = existing.as_ref().and_then(|s| keys.slot_of(&s.value));
+        if existing.is_some() && held.is_none() && !managed && !request.force {
+            return Err(refused(format!(
+                "{vault}/{secret} exists and holds a value that is neither key of {resource}: writing a key would change what its consumers read; pass --force to replace it, or choose another secret name"
+            )));
+        }
+        let slot = held.unwrap_or(Slot::First);
+        let key = keys.get(slot).clone();
+        let verified = match (&info.check, request.no_verify) {
+            (Some(_), false) => {
+                check(
+                    provider.verify(&info, &key).await,
+                    resource,
+                    provider.slot_tag(slot),
+                )?;
+                true
+            }
+            _ => false,
+        };
+        let slot_tag = provider.slot_tag(slot);
+        let (version, expires) = write(
+            tools,
+            request,
+            existing.as_ref(),
+            resource,
+            slot_tag,
+            key,
+            verified,
+            holding,
+        )
+        .await?;
+        Ok(Onboarded {
+            vault: vault.to_string(),
+            secret: secret.to_string(),
+            resource: resource.to_string(),
+            slot: slot_tag.to_string(),
+            version,
+            expires,
+            verified,
+            kept_value: held.is_some(),
+        })
+    }
 }
 
 fn check(verification: Verification, resource: &ArmResourceId, slot: &str) -> Result<(), OnboardError> {
@@ -292,18 +334,21 @@ fn check(verification: Verification, resource: &ArmResourceId, slot: &str) -> Re
     }
 }
 
-async fn take_lease(
-    tools: &Tools,
-    vault: &VaultName,
-    secret: &SecretName,
-) -> Result<Box<dyn crate::lease::HeldLease>, OnboardError> {
+async fn take_lease(tools: &Tools, vault: &VaultName, secret: &SecretName) -> Result<Holding, OnboardError> {
+    if tools.settings.lease != LeaseMode::Storage {
+        return Err(refused(
+            "--force over a managed secret takes its rotation lease, and KEYFLIP_LEASE=in-process is this process's own memory, which excludes no rotation in the app: set KEYFLIP_LEASE=storage and AzureWebJobsStorage to the app's storage account",
+        ));
+    }
     let leases = tools.leases.as_ref().map_err(|why| {
         refused(format!(
             "--force over a managed secret takes its rotation lease, which is not available: {why}"
         ))
     })?;
-    match leases.acquire(&LeaseKey::new(vault, secret)).await {
-        Ok(lease) => Ok(lease),
+    let key = LeaseKey::new(vault, secret);
+    let sent = tokio::time::Instant::now();
+    match leases.acquire(&key).await {
+        Ok(lease) => Ok(Holding::start(key, lease, sent)),
         Err(LeaseError::Held) => Err(OnboardError::Transient(format!(
             "a rotation of {secret} is in progress (its lease is held): nothing written; retry in a minute"
         ))),
@@ -311,6 +356,7 @@ async fn take_lease(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn write(
     tools: &Tools,
     request: &OnboardRequest,
@@ -319,6 +365,7 @@ async fn write(
     slot_tag: &str,
     key: ApiKey,
     verified: bool,
+    holding: Option<&Holding>,
 ) -> Result<(String, String), OnboardError> {
     let mut written: Tags = tags::for_onboarding(
         existing.map(|s| &s.tags),
@@ -349,24 +396,44 @@ async fn write(
         not_before: now,
         expires,
     };
-    let published = tools
-        .store
-        .publish(&request.vault, &request.secret, version)
-        .await
-        .map_err(|e| from_store(&format!("writing {}/{}", request.vault, request.secret), e))?;
+    // The secret must still be what was decided on: someone may have written it meanwhile.
+    let now_latest = read_latest(tools, &request.vault, &request.secret).await?;
+    if now_latest.as_ref().map(|s| &s.version) != existing.map(|s| &s.version) {
+        return Err(OnboardError::Transient(format!(
+            "{}/{} changed while it was being onboarded: nothing written; run the command again",
+            request.vault, request.secret
+        )));
+    }
+    let window = match holding {
+        None => WRITE_TIMEOUT,
+        Some(holding) => holding.check().map_err(|e| {
+            OnboardError::Transient(format!(
+                "the rotation lease: {e}; nothing written; run the command again"
+            ))
+        })?,
+    };
+    let publishing = tools.store.publish(&request.vault, &request.secret, version);
+    let published = match tokio::time::timeout(window, publishing).await {
+        Ok(answer) => {
+            answer.map_err(|e| from_store(&format!("writing {}/{}", request.vault, request.secret), e))?
+        }
+        Err(_) => {
+            return Err(OnboardError::Transient(format!(
+                "writing {}/{} did not answer within {} s (the lease's window): it may still land; check the secret's latest version before running the command again",
+                request.vault,
+                request.secret,
+                window.as_secs()
+            )));
+        }
+    };
     Ok((published.to_string(), rfc3339(expires)))
 }
 
-/// Which managed secrets name each resource, over every served vault; a vault that cannot be
-/// listed stops the command, since a secret there may already name the resource.
-async fn claims(tools: &Tools) -> Result<Claims, OnboardError> {
-    let listed = list_all(tools).await?;
-    Ok(Claims::from_listing(
-        listed.iter().map(|(v, s)| (v, s.as_slice())),
-        &tools.settings.allowed_scopes,
-    ))
-}
+/// How long the write may take when no lease bounds it.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Every served vault's secrets; a vault that cannot be listed stops the command, since a
+/// secret there may already name the resource (one that does not exist holds none).
 async fn list_all(tools: &Tools) -> Result<Vec<(VaultName, Vec<SecretSummary>)>, OnboardError> {
     let mut listed = Vec::new();
     for vault in &tools.settings.vaults {
@@ -441,7 +508,7 @@ pub async fn propose(tools: &Tools, vault: &VaultName) -> Result<Vec<Proposal>, 
         .filter(|(v, _)| v == vault)
         .flat_map(|(_, secrets)| secrets.iter().map(|s| s.name.as_str().to_ascii_lowercase()))
         .collect();
-    let holders = unmanaged_values(tools, vault, &listed).await?;
+    let copies = unmanaged_values(tools, &listed).await?;
     let mut proposals = Vec::new();
     for account in accounts {
         let name = account.id.name().to_string();
@@ -463,7 +530,7 @@ pub async fn propose(tools: &Tools, vault: &VaultName) -> Result<Vec<Proposal>, 
             skip(format!(
                 "kind {kind} has no trustworthy key check: onboard it alone with --no-verify if you accept unchecked keys"
             ))
-        } else if let Some(found) = holder_of(tools, &account.id, &holders).await {
+        } else if let Some(found) = held_by(tools, &account.id, &copies, vault).await {
             match found {
                 Ok((secret, slot)) => Proposal {
                     resource: account.id.to_string(),
@@ -498,43 +565,62 @@ pub async fn propose(tools: &Tools, vault: &VaultName) -> Result<Vec<Proposal>, 
     Ok(proposals)
 }
 
-/// The values of `vault`'s unmanaged, enabled secrets, by name: an account whose key one of
-/// them holds is onboarded into that secret, never into a second one. Values stay in memory.
+/// An unmanaged secret's value (never printed, kept in memory only).
+#[derive(Debug)]
+struct Copy {
+    vault: VaultName,
+    secret: SecretName,
+    value: ApiKey,
+}
+
+/// The values of every unmanaged, enabled secret of the served vaults: a resource whose key one
+/// of them holds is onboarded into that secret, never beside it (a managed secret next to an
+/// unmanaged copy would regenerate the key the copy's consumers read).
 async fn unmanaged_values(
     tools: &Tools,
-    vault: &VaultName,
     listed: &[(VaultName, Vec<SecretSummary>)],
-) -> Result<Vec<(String, ApiKey)>, OnboardError> {
+) -> Result<Vec<Copy>, OnboardError> {
     let mut values = Vec::new();
-    let unmanaged = listed
-        .iter()
-        .filter(|(v, _)| v == vault)
-        .flat_map(|(_, secrets)| secrets)
-        .filter(|s| s.enabled && !tags::is_managed(&s.tags));
-    for summary in unmanaged {
-        match tools.store.latest(vault, &summary.name).await {
-            Ok(secret) => values.push((summary.name.to_string(), secret.value)),
-            Err(StoreError::NotFound(_) | StoreError::Disabled(_)) => {}
-            Err(e) => {
-                let doing = format!(
-                    "reading {vault}/{} (to find a secret that already holds an account's key)",
-                    summary.name
-                );
-                return Err(from_store(&doing, e));
+    for (vault, secrets) in listed {
+        for summary in secrets.iter().filter(|s| s.enabled && !tags::is_managed(&s.tags)) {
+            match tools.store.latest(vault, &summary.name).await {
+                Ok(secret) => values.push(Copy {
+                    vault: vault.clone(),
+                    secret: summary.name.clone(),
+                    value: secret.value,
+                }),
+                Err(StoreError::NotFound(_) | StoreError::Disabled(_)) => {}
+                Err(e) => {
+                    let doing = format!(
+                        "reading {vault}/{} (to find secrets that already hold a resource's key)",
+                        summary.name
+                    );
+                    return Err(from_store(&doing, e));
+                }
             }
         }
     }
     Ok(values)
 }
 
-/// The unmanaged secret holding one of `resource`'s keys, with the slot; `Err` when its keys
-/// cannot be read (then it cannot be proposed safely).
-async fn holder_of(
+/// The copies holding either of `keys`.
+fn holders<'a>(copies: &'a [Copy], keys: &KeyPair) -> Vec<&'a Copy> {
+    copies
+        .iter()
+        .filter(|c| keys.slot_of(&c.value).is_some())
+        .collect()
+}
+
+/// Which unmanaged secret already holds `resource`'s key, if any: `Ok` with that secret (in
+/// `vault`) and the slot when exactly one does; `Err` with the reason to skip when keyflip
+/// cannot onboard it safely (several copies, a copy in another vault, keys unreadable).
+async fn held_by(
     tools: &Tools,
     resource: &ArmResourceId,
-    holders: &[(String, ApiKey)],
+    copies: &[Copy],
+    vault: &VaultName,
 ) -> Option<Result<(String, &'static str), String>> {
-    if holders.is_empty() {
+    if copies.is_empty() {
         return None;
     }
     let provider = tools.providers.for_resource(resource).ok()?;
@@ -546,10 +632,30 @@ async fn holder_of(
             )));
         }
     };
-    holders.iter().find_map(|(name, value)| {
-        keys.slot_of(value)
-            .map(|slot| Ok((name.clone(), provider.slot_tag(slot))))
-    })
+    let found = holders(copies, &keys);
+    let names: Vec<String> = found
+        .iter()
+        .map(|c| format!("{}/{}", c.vault, c.secret))
+        .collect();
+    match found.as_slice() {
+        [] => None,
+        [one] if &one.vault == vault => {
+            let slot = keys
+                .slot_of(&one.value)
+                .map(|s| provider.slot_tag(s))
+                .unwrap_or("key");
+            Some(Ok((one.secret.to_string(), slot)))
+        }
+        [one] => Some(Err(format!(
+            "{}/{} already holds its key: onboard that secret in its own vault (keyflip onboard --vault {} --secret {} --resource-id {resource})",
+            one.vault, one.secret, one.vault, one.secret
+        ))),
+        _ => Some(Err(format!(
+            "{} unmanaged secrets hold its keys ({}): one managed secret can keep only one of them valid across rotations; point their consumers at one secret, then onboard that one",
+            names.len(),
+            names.join(", ")
+        ))),
+    }
 }
 
 /// Used by the command line to print the proposal table.

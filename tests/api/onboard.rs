@@ -5,11 +5,17 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{RESOURCE_GROUP, SUBSCRIPTION, SecretSpec, TestApp, VAULT, run_keyflip, spawn_app};
+use crate::helpers::{
+    RESOURCE_GROUP, SUBSCRIPTION, SecretSpec, TestApp, VAULT, run_keyflip, spawn_app,
+    spawn_app_with_storage_lease,
+};
 
 /// The app with its served vaults in the emulator.
 async fn app_with_vaults() -> TestApp {
-    let app = spawn_app().await;
+    seed_vaults(spawn_app().await).await
+}
+
+async fn seed_vaults(app: TestApp) -> TestApp {
     app.control
         .seed(&json!({"vaults": [{"name": VAULT}, {"name": "kv-api-two"}]}))
         .await
@@ -364,7 +370,7 @@ async fn all_in_scope_proposes_a_table_and_writes_only_with_yes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn force_never_cancels_a_pending_rotation_or_an_unfinished_revocation() {
     // Arrange: managed secrets in the middle of a rotation and of a leaked-key revocation
-    let app = app_with_vaults().await;
+    let app = seed_vaults(spawn_app_with_storage_lease(&[]).await).await;
     app.seed_account("ob-pending", "OpenAI").await;
     app.seed_account("ob-revoking", "OpenAI").await;
     app.seed_secret(SecretSpec::new("ob-pending", "ob-pending").tag("PendingSlot", "key2"))
@@ -376,8 +382,17 @@ async fn force_never_cancels_a_pending_rotation_or_an_unfinished_revocation() {
     for (secret, says) in [("ob-pending", "pending mark"), ("ob-revoking", "RevokePending")] {
         // Act
         let resource = TestApp::provider_address(secret);
-        let (code, stdout, stderr) =
-            onboard(&app, &["--secret", secret, "--resource-id", &resource, "--force"]);
+        let args = [
+            "onboard",
+            "--vault",
+            VAULT,
+            "--secret",
+            secret,
+            "--resource-id",
+            &resource,
+            "--force",
+        ];
+        let (code, stdout, stderr) = keyflip(&app, &args, &STORAGE_ENV);
 
         // Assert: refused, naming the mark, with the rotation's way to finish it
         assert_eq!(code, 1, "{secret}: {stdout}\n{stderr}");
@@ -388,4 +403,84 @@ async fn force_never_cancels_a_pending_rotation_or_an_unfinished_revocation() {
     }
     assert_eq!(set_secret_calls(&app).await, before);
     assert_eq!(app.latest("ob-revoking").await.tag("RevokePending"), Some("key2"));
+}
+
+/// The lease in the app's storage (Azurite behind the emulator), as the deployed CLI has it.
+const STORAGE_ENV: [(&str, &str); 2] = [
+    ("KEYFLIP_LEASE", "storage"),
+    ("AzureWebJobsStorage__accountName", "devstoreaccount1"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn force_without_a_shared_lease_is_refused() {
+    // Arrange: a managed secret, and the CLI's lease only in its own memory
+    let app = app_with_vaults().await;
+    app.seed_account("ob-mem", "OpenAI").await;
+    app.seed_secret(SecretSpec::new("ob-mem", "ob-mem")).await;
+
+    // Act
+    let resource = TestApp::provider_address("ob-mem");
+    let (code, _, stderr) = onboard(
+        &app,
+        &["--secret", "ob-mem", "--resource-id", &resource, "--force"],
+    );
+
+    // Assert
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("KEYFLIP_LEASE=in-process"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_an_unmanaged_secret_already_holds_is_never_onboarded_beside_it() {
+    // Arrange: ob-dup's key1 in an unmanaged secret of the other vault; ob-split's two keys in
+    // two unmanaged secrets (two applications, one key each)
+    let app = app_with_vaults().await;
+    app.seed_account("ob-dup", "OpenAI").await;
+    app.seed_account("ob-split", "OpenAI").await;
+    let dup_key1 = app.key("ob-dup", "key1").await;
+    let (split1, split2) = (
+        app.key("ob-split", "key1").await,
+        app.key("ob-split", "key2").await,
+    );
+    app.control
+        .seed(&json!({"vaults": [
+            {"name": "kv-api-two", "secrets": [{"name": "legacy-dup", "versions": [{"value": dup_key1}]}]},
+            {"name": VAULT, "secrets": [
+                {"name": "app-a-key", "versions": [{"value": split1}]},
+                {"name": "app-b-key", "versions": [{"value": split2}]},
+            ]},
+        ]}))
+        .await
+        .expect("seeded");
+    let before = set_secret_calls(&app).await;
+
+    // Act: onboard each into a new secret
+    let dup = TestApp::provider_address("ob-dup");
+    let (code, _, stderr) = onboard(&app, &["--secret", "ob-dup-new", "--resource-id", &dup]);
+
+    // Assert: refused, naming the secret that holds the key
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("kv-api-two/legacy-dup") && stderr.contains("without being managed"),
+        "{stderr}"
+    );
+    let split = TestApp::provider_address("ob-split");
+    let (code, _, stderr) = onboard(&app, &["--secret", "ob-split-new", "--resource-id", &split]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("kv-api/app-a-key") && stderr.contains("kv-api/app-b-key"),
+        "{stderr}"
+    );
+
+    // Act: the proposal
+    let (code, stdout, stderr) = onboard(&app, &["--all-in-scope", "--yes"]);
+
+    // Assert: neither is onboarded, and the table says why
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("onboard that secret in its own vault"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("2 unmanaged secrets hold its keys"), "{stdout}");
+    assert_eq!(set_secret_calls(&app).await, before, "{stdout}");
 }
