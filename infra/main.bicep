@@ -500,7 +500,7 @@ resource operatorPackage 'Microsoft.Authorization/roleAssignments@2022-04-01' = 
 // ---- vaults: access and Event Grid system topics ---------------------------------------------
 
 module vaultAccess 'modules/vault.bicep' = [for (v, i) in vaultList: {
-  name: 'keyflip-vault-${i}-${uniqueString(v.subscriptionId, v.resourceGroup, v.name)}'
+  name: 'keyflip-vault-${i}-${uniqueString(resourceGroup().id, v.subscriptionId, v.resourceGroup, v.name)}'
   scope: resourceGroup(v.subscriptionId, v.resourceGroup)
   params: {
     vaultName: v.name
@@ -526,7 +526,7 @@ resource deadLetterWriters 'Microsoft.Authorization/roleAssignments@2022-04-01' 
 // ---- allowed scopes: the custom role and its assignments ------------------------------------
 
 module rotatorRoles 'modules/rotator-role.bicep' = [for sub in rotatorSubscriptions: {
-  name: 'keyflip-role-${uniqueString(sub, environmentName)}'
+  name: 'keyflip-role-${uniqueString(resourceGroup().id, sub, environmentName)}'
   scope: subscription(sub)
   params: {
     roleName: 'keyflip key rotator (${environmentName}, ${sub})'
@@ -535,7 +535,7 @@ module rotatorRoles 'modules/rotator-role.bicep' = [for sub in rotatorSubscripti
 }]
 
 module rotatorOnSubscriptions 'modules/rotator-assignment-subscription.bicep' = [for t in subscriptionScopes: {
-  name: 'keyflip-rotator-${uniqueString(t.scope, environmentName)}'
+  name: 'keyflip-rotator-${uniqueString(resourceGroup().id, t.scope, environmentName)}'
   scope: subscription(t.segments[2])
   params: {
     roleDefinitionId: '/subscriptions/${t.segments[2]}/providers/Microsoft.Authorization/roleDefinitions/${guid(t.segments[2], environmentName, 'keyflip-key-rotator')}'
@@ -548,7 +548,7 @@ module rotatorOnSubscriptions 'modules/rotator-assignment-subscription.bicep' = 
 }]
 
 module rotatorOnGroups 'modules/rotator-assignment-group.bicep' = [for t in groupScopes: {
-  name: 'keyflip-rotator-${uniqueString(t.scope, environmentName)}'
+  name: 'keyflip-rotator-${uniqueString(resourceGroup().id, t.scope, environmentName)}'
   scope: resourceGroup(t.segments[2], t.segments[4])
   params: {
     roleDefinitionId: '/subscriptions/${t.segments[2]}/providers/Microsoft.Authorization/roleDefinitions/${guid(t.segments[2], environmentName, 'keyflip-key-rotator')}'
@@ -561,7 +561,7 @@ module rotatorOnGroups 'modules/rotator-assignment-group.bicep' = [for t in grou
 }]
 
 module rotatorOnAccounts 'modules/rotator-assignment-account.bicep' = [for t in resourceScopes: {
-  name: 'keyflip-rotator-${uniqueString(t.scope, environmentName)}'
+  name: 'keyflip-rotator-${uniqueString(resourceGroup().id, t.scope, environmentName)}'
   scope: resourceGroup(t.segments[2], t.segments[4])
   params: {
     accountName: last(t.segments)

@@ -229,6 +229,7 @@ fn onboard_failure(error: OnboardError) -> Failure {
     match error {
         OnboardError::Refused(m) => Failure::new(1, m),
         OnboardError::Transient(m) => Failure::new(EXIT_TEMPORARY, format!("{m} (retry later)")),
+        OnboardError::Uncertain(m) => Failure::new(EXIT_TEMPORARY, m),
     }
 }
 

@@ -20,7 +20,7 @@ resource account 'Microsoft.CognitiveServices/accounts@2025-06-01' existing = {
 }
 
 resource assignment 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(account.id, principalKey, roleDefinitionId)
+  name: guid(account.id, principalKey, principalId, roleDefinitionId)
   scope: account
   properties: {
     roleDefinitionId: roleDefinitionId

@@ -11,7 +11,7 @@ param principalId string
 param principalKey string
 
 resource assignment 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(resourceGroup().id, principalKey, roleDefinitionId)
+  name: guid(resourceGroup().id, principalKey, principalId, roleDefinitionId)
   properties: {
     roleDefinitionId: roleDefinitionId
     principalId: principalId

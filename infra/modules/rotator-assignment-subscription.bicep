@@ -13,7 +13,7 @@ param principalId string
 param principalKey string
 
 resource assignment 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(subscription().id, principalKey, roleDefinitionId)
+  name: guid(subscription().id, principalKey, principalId, roleDefinitionId)
   properties: {
     roleDefinitionId: roleDefinitionId
     principalId: principalId

@@ -40,7 +40,7 @@ resource vault 'Microsoft.KeyVault/vaults@2026-02-01' existing = {
 }
 
 resource secretsOfficer 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (enableRbacAuthorization) {
-  name: guid(vault.id, principalKey, keyVaultSecretsOfficer)
+  name: guid(vault.id, principalKey, principalId, keyVaultSecretsOfficer)
   scope: vault
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultSecretsOfficer)

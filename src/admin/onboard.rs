@@ -73,6 +73,9 @@ pub enum OnboardError {
     /// Throttling, 5xx, a lease held elsewhere: retrying later can help.
     #[error("{0}")]
     Transient(String),
+    /// The write was sent but not answered: it may still land (check before retrying).
+    #[error("{0}")]
+    Uncertain(String),
 }
 
 fn refused(message: impl Into<String>) -> OnboardError {
@@ -148,7 +151,6 @@ pub async fn onboard(tools: &Tools, request: &OnboardRequest) -> Result<Onboarde
         listed.iter().map(|(v, s)| (v, s.as_slice())),
         &settings.allowed_scopes,
     );
-    let copies = unmanaged_values(tools, &listed).await?;
     let others = claims.others(&resource, vault, secret);
     if !others.is_empty() {
         let names: Vec<String> = others.iter().map(ToString::to_string).collect();
@@ -161,7 +163,6 @@ pub async fn onboard(tools: &Tools, request: &OnboardRequest) -> Result<Onboarde
         request,
         resource: &resource,
         provider: provider.as_ref(),
-        copies: &copies,
     };
     if !managed {
         return first.write(tools, existing, None).await;
@@ -177,7 +178,11 @@ pub async fn onboard(tools: &Tools, request: &OnboardRequest) -> Result<Onboarde
         first.write(tools, existing, Some(&holding)).await
     }
     .await;
-    holding.release(LEASE_RELEASE_BOUND).await;
+    match &outcome {
+        // A write that may still land: keep others out until the lease expires by itself.
+        Err(OnboardError::Uncertain(_)) => holding.abandon(),
+        _ => holding.release(LEASE_RELEASE_BOUND).await,
+    }
     outcome
 }
 
@@ -189,8 +194,6 @@ struct First<'a> {
     request: &'a OnboardRequest,
     resource: &'a ArmResourceId,
     provider: &'a dyn KeyProvider,
-    /// Every unmanaged secret's value in the served vaults.
-    copies: &'a [Copy],
 }
 
 /// The latest version, or `None` when the secret does not exist.
@@ -266,14 +269,27 @@ impl First<'_> {
             .list_keys(resource)
             .await
             .map_err(|e| from_provider(&format!("listing the keys of {resource}"), e))?;
-        let elsewhere: Vec<String> = holders(self.copies, &keys)
+        // One resource, one secret, checked again now (not only before the lease and the
+        // resource reads): no other secret of any served vault, managed for another resource
+        // or not managed at all, may hold either key.
+        let listed = list_all(tools).await?;
+        let claims = Claims::from_listing(
+            listed.iter().map(|(v, s)| (v, s.as_slice())),
+            &tools.settings.allowed_scopes,
+        );
+        if let Some(other) = claims.others(resource, vault, secret).first() {
+            return Err(refused(format!(
+                "{resource} is now managed by {other}: one resource has one managed secret; nothing written"
+            )));
+        }
+        let copies = secret_values(tools, &listed, Some((vault, secret))).await?;
+        let elsewhere: Vec<String> = holders(&copies, &keys)
             .into_iter()
-            .filter(|c| !(&c.vault == vault && &c.secret == secret))
             .map(|c| format!("{}/{}", c.vault, c.secret))
             .collect();
         if !elsewhere.is_empty() {
             return Err(refused(format!(
-                "{} already hold{} a key of {resource} without being managed: a rotation of {vault}/{secret} would regenerate a key their consumers read; onboard that secret instead (--vault <its vault> --secret <it>), or point its consumers at one secret first",
+                "{} already hold{} a key of {resource}: a rotation of {vault}/{secret} would regenerate a key read from there; onboard that secret instead (--vault <its vault> --secret <it>), point its consumers at one secret first, or disable or delete it if nothing reads it",
                 elsewhere.join(" and "),
                 if elsewhere.len() == 1 { "s" } else { "" }
             )));
@@ -398,7 +414,23 @@ async fn write(
     };
     // The secret must still be what was decided on: someone may have written it meanwhile.
     let now_latest = read_latest(tools, &request.vault, &request.secret).await?;
-    if now_latest.as_ref().map(|s| &s.version) != existing.map(|s| &s.version) {
+    let marks = |s: &LoadedSecret| {
+        tags::PENDING_TAGS
+            .iter()
+            .chain([&tags::REVOKE_PENDING])
+            .filter(|name| tags::tag(&s.tags, name).is_some())
+            .count()
+    };
+    let same = match (now_latest.as_ref(), existing) {
+        (None, None) => true,
+        (Some(now), Some(then)) => {
+            now.version == then.version
+                && tags::is_managed(&now.tags) == tags::is_managed(&then.tags)
+                && marks(now) == marks(then)
+        }
+        _ => false,
+    };
+    if !same {
         return Err(OnboardError::Transient(format!(
             "{}/{} changed while it was being onboarded: nothing written; run the command again",
             request.vault, request.secret
@@ -418,7 +450,7 @@ async fn write(
             answer.map_err(|e| from_store(&format!("writing {}/{}", request.vault, request.secret), e))?
         }
         Err(_) => {
-            return Err(OnboardError::Transient(format!(
+            return Err(OnboardError::Uncertain(format!(
                 "writing {}/{} did not answer within {} s (the lease's window): it may still land; check the secret's latest version before running the command again",
                 request.vault,
                 request.secret,
@@ -508,7 +540,7 @@ pub async fn propose(tools: &Tools, vault: &VaultName) -> Result<Vec<Proposal>, 
         .filter(|(v, _)| v == vault)
         .flat_map(|(_, secrets)| secrets.iter().map(|s| s.name.as_str().to_ascii_lowercase()))
         .collect();
-    let copies = unmanaged_values(tools, &listed).await?;
+    let copies = secret_values(tools, &listed, None).await?;
     let mut proposals = Vec::new();
     for account in accounts {
         let name = account.id.name().to_string();
@@ -565,34 +597,42 @@ pub async fn propose(tools: &Tools, vault: &VaultName) -> Result<Vec<Proposal>, 
     Ok(proposals)
 }
 
-/// An unmanaged secret's value (never printed, kept in memory only).
+/// A secret's value (never printed, kept in memory only).
 #[derive(Debug)]
 struct Copy {
     vault: VaultName,
     secret: SecretName,
+    /// It carries rotation tags (for another resource, or unusable ones).
+    managed: bool,
     value: ApiKey,
 }
 
-/// The values of every unmanaged, enabled secret of the served vaults: a resource whose key one
-/// of them holds is onboarded into that secret, never beside it (a managed secret next to an
-/// unmanaged copy would regenerate the key the copy's consumers read).
-async fn unmanaged_values(
+/// The values of every enabled secret of the served vaults but `except`: a resource whose key
+/// one of them holds is never onboarded beside it (a managed secret next to a copy would
+/// regenerate the key the copy's readers use). Managed secrets count too: one naming another
+/// resource, or a scope keyflip ignores, may still hold this resource's key.
+async fn secret_values(
     tools: &Tools,
     listed: &[(VaultName, Vec<SecretSummary>)],
+    except: Option<(&VaultName, &SecretName)>,
 ) -> Result<Vec<Copy>, OnboardError> {
     let mut values = Vec::new();
     for (vault, secrets) in listed {
-        for summary in secrets.iter().filter(|s| s.enabled && !tags::is_managed(&s.tags)) {
+        for summary in secrets.iter().filter(|s| s.enabled) {
+            if except.is_some_and(|(v, s)| v == vault && s == &summary.name) {
+                continue;
+            }
             match tools.store.latest(vault, &summary.name).await {
                 Ok(secret) => values.push(Copy {
                     vault: vault.clone(),
                     secret: summary.name.clone(),
+                    managed: tags::is_managed(&secret.tags),
                     value: secret.value,
                 }),
                 Err(StoreError::NotFound(_) | StoreError::Disabled(_)) => {}
                 Err(e) => {
                     let doing = format!(
-                        "reading {vault}/{} (to find secrets that already hold a resource's key)",
+                        "reading {vault}/{} (keyflip reads every secret of the served vaults to be sure none already holds the resource's key; grant secrets get on it, or disable it if nothing reads it)",
                         summary.name
                     );
                     return Err(from_store(&doing, e));
@@ -639,6 +679,10 @@ async fn held_by(
         .collect();
     match found.as_slice() {
         [] => None,
+        [one] if one.managed => Some(Err(format!(
+            "{}/{} holds its key but is managed for another resource (its ProviderAddress): correct that secret's tags first",
+            one.vault, one.secret
+        ))),
         [one] if &one.vault == vault => {
             let slot = keys
                 .slot_of(&one.value)
@@ -651,7 +695,7 @@ async fn held_by(
             one.vault, one.secret, one.vault, one.secret
         ))),
         _ => Some(Err(format!(
-            "{} unmanaged secrets hold its keys ({}): one managed secret can keep only one of them valid across rotations; point their consumers at one secret, then onboard that one",
+            "{} secrets hold its keys ({}): one managed secret can keep only one of them valid across rotations; point their consumers at one secret, then onboard that one",
             names.len(),
             names.join(", ")
         ))),

@@ -1,6 +1,8 @@
 //! The key of keyflip's mark fingerprints (`PendingProof`, `RevokeProof`): 32 random bytes kept
-//! beside the leases, where only keyflip's identity can read them (the storage account's data
-//! roles, not the vault's). Whoever can write a served vault's tags, and read its versions,
+//! beside the leases, where only the storage account's data roles can read them (keyflip's
+//! identity, and the operators who run its CLI against the deployment: `infra/` grants them the
+//! `keyflip-locks` container; not the vault's tag writers). Whoever can write a served vault's
+//! tags, and read its versions, but not the lease storage,
 //! still cannot compute a fingerprint keyflip accepts, so a forged pending or revocation mark
 //! is never acted on. It reveals nothing about the keys it fingerprints.
 

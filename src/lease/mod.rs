@@ -167,6 +167,14 @@ impl Holding {
         }
     }
 
+    /// Stops renewing without giving the lease up: it expires by itself within
+    /// [`LEASE_SECONDS`], keeping every other rotation out until then (after a write whose
+    /// answer was lost, which may still land).
+    pub fn abandon(mut self) {
+        self.renewer.abort();
+        self.released = true;
+    }
+
     /// Stops renewing and gives the lease up, within `bound`; a failure only delays the next
     /// rotation until the lease expires by itself.
     pub async fn release(mut self, bound: Duration) {

@@ -461,7 +461,7 @@ async fn a_key_an_unmanaged_secret_already_holds_is_never_onboarded_beside_it() 
     // Assert: refused, naming the secret that holds the key
     assert_eq!(code, 1, "{stderr}");
     assert!(
-        stderr.contains("kv-api-two/legacy-dup") && stderr.contains("without being managed"),
+        stderr.contains("kv-api-two/legacy-dup") && stderr.contains("already holds a key"),
         "{stderr}"
     );
     let split = TestApp::provider_address("ob-split");
@@ -481,6 +481,27 @@ async fn a_key_an_unmanaged_secret_already_holds_is_never_onboarded_beside_it() 
         stdout.contains("onboard that secret in its own vault"),
         "{stdout}"
     );
-    assert!(stdout.contains("2 unmanaged secrets hold its keys"), "{stdout}");
+    assert!(stdout.contains("2 secrets hold its keys"), "{stdout}");
     assert_eq!(set_secret_calls(&app).await, before, "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_managed_secret_of_another_resource_holding_the_key_blocks_onboarding_beside_it() {
+    // Arrange: ob-mis's key2 in a secret managed for another account (a wrong ProviderAddress)
+    let app = app_with_vaults().await;
+    app.seed_account("ob-mis", "OpenAI").await;
+    app.seed_account("ob-other", "OpenAI").await;
+    let mut wrong = SecretSpec::new("ob-wrong-address", "ob-other");
+    wrong.value = Some(app.key("ob-mis", "key2").await);
+    app.seed_secret(wrong).await;
+    let before = set_secret_calls(&app).await;
+
+    // Act
+    let resource = TestApp::provider_address("ob-mis");
+    let (code, _, stderr) = onboard(&app, &["--secret", "ob-mis", "--resource-id", &resource]);
+
+    // Assert: refused, naming it: its readers would lose key2 at the first rotation
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("kv-api/ob-wrong-address"), "{stderr}");
+    assert_eq!(set_secret_calls(&app).await, before);
 }
