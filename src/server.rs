@@ -313,7 +313,7 @@ async fn spawned<T: Send + 'static>(
                 true => "panicked (the panic's message is not shown: it could quote a key)",
                 false => "was cancelled",
             };
-            span.in_scope(|| tracing::error!("the invocation failed unexpectedly: it {what}"));
+            span.in_scope(|| crate::engine::log_events::invocation_failed(what));
             Ran::Panicked
         }
     }

@@ -13,6 +13,7 @@
 //! | `sweep.completed` | a sweep ended, with its counts |
 //! | `sweep.problem` | a sweep found something only an operator can fix |
 //! | `secret.expired` | a sweep found a managed secret past its `exp` |
+//! | `invocation.failed` | an invocation panicked (a bug): its span names the function |
 //!
 //! Nothing here logs a value: results and problems never hold one (DESIGN.md I7).
 
@@ -28,6 +29,7 @@ pub const ROTATION_SKIPPED: &str = "rotation.skipped";
 pub const SWEEP_COMPLETED: &str = "sweep.completed";
 pub const SWEEP_PROBLEM: &str = "sweep.problem";
 pub const SECRET_EXPIRED: &str = "secret.expired";
+pub const INVOCATION_FAILED: &str = "invocation.failed";
 
 /// Every event name of the contract.
 pub const EVENTS: &[&str] = &[
@@ -38,6 +40,7 @@ pub const EVENTS: &[&str] = &[
     SWEEP_COMPLETED,
     SWEEP_PROBLEM,
     SECRET_EXPIRED,
+    INVOCATION_FAILED,
 ];
 
 /// The event a rotation's outcome is reported as.
@@ -123,5 +126,15 @@ pub fn secret_expired(vault: &str, secret: &str, expires: OffsetDateTime) {
         expires = %rfc3339(expires),
         "the managed secret {vault}/{secret} expired at {} without being rotated in time; it is rotated now if nothing stops it",
         rfc3339(expires)
+    );
+}
+
+/// Logs an invocation that ended without an answer of its own (`what` happened: it panicked,
+/// or was cancelled); the invocation's span names the function. Never the panic's message: it
+/// could quote anything the panicking code held.
+pub fn invocation_failed(what: &str) {
+    tracing::error!(
+        event = INVOCATION_FAILED,
+        "the invocation failed unexpectedly: it {what}"
     );
 }
