@@ -47,6 +47,18 @@ pub struct VaultResource {
     pub body: Value,
 }
 
+impl VaultResource {
+    /// Whether its `vaultUri` is `url` (the one keyflip calls: a `name=url` pair of
+    /// `KEYFLIP_VAULTS` may name the vault anything).
+    pub fn serves(&self, url: &Url) -> bool {
+        self.body
+            .pointer("/properties/vaultUri")
+            .and_then(Value::as_str)
+            .and_then(|u| Url::parse(u).ok())
+            .is_some_and(|u| same_host(&u, url))
+    }
+}
+
 /// Read-only access to Resource Manager for the operator commands.
 #[derive(Debug, Clone)]
 pub struct Directory {
@@ -107,14 +119,14 @@ impl Directory {
         Ok(items.iter().filter_map(account).collect())
     }
 
-    /// The vault whose `vaultUri` is `url` (the one keyflip calls: a `name=url` pair of
-    /// `KEYFLIP_VAULTS` may name it anything), looked up in every subscription the caller can
-    /// see; `None` when none holds it (or the caller may read none that does).
-    pub async fn find_vault(&self, url: &Url) -> Result<Option<VaultResource>, ArmError> {
+    /// Every vault in every subscription the caller can see (a subscription whose vaults it
+    /// may not list, or a disabled one, holds none it can use and is passed over).
+    pub async fn vaults(&self) -> Result<Vec<VaultResource>, ArmError> {
         let subscriptions = self
             .arm
             .list(&["subscriptions"], &[], SUBSCRIPTIONS_API_VERSION)
             .await?;
+        let mut found = Vec::new();
         for subscription in &subscriptions {
             let Some(id) = subscription.get("subscriptionId").and_then(Value::as_str) else {
                 continue;
@@ -122,37 +134,12 @@ impl Directory {
             let path = ["subscriptions", id, "providers", "Microsoft.KeyVault", "vaults"];
             let vaults = match self.arm.list(&path, &[], KEY_VAULT_API_VERSION).await {
                 Ok(vaults) => vaults,
-                // A subscription whose vaults the caller may not list (or a disabled one) holds
-                // none it can use: look in the others.
                 Err(ArmError::Permanent { .. } | ArmError::NotFound { .. }) => continue,
                 Err(e) => return Err(e),
             };
-            let found = vaults.into_iter().find(|v| {
-                v.pointer("/properties/vaultUri")
-                    .and_then(Value::as_str)
-                    .and_then(|u| Url::parse(u).ok())
-                    .is_some_and(|u| same_host(&u, url))
-            });
-            if let Some(body) = found {
-                let Some(vault_id) = body
-                    .get("id")
-                    .and_then(Value::as_str)
-                    .and_then(|i| ArmResourceId::parse(i).ok())
-                else {
-                    continue;
-                };
-                let rbac = body
-                    .pointer("/properties/enableRbacAuthorization")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false);
-                return Ok(Some(VaultResource {
-                    id: vault_id,
-                    rbac,
-                    body,
-                }));
-            }
+            found.extend(vaults.into_iter().filter_map(vault));
         }
-        Ok(None)
+        Ok(found)
     }
 
     /// The caller's own effective permissions at `scope` (an ARM path).
@@ -267,6 +254,16 @@ fn same_host(a: &Url, b: &Url) -> bool {
         .zip(b.host_str())
         .is_some_and(|(x, y)| x.eq_ignore_ascii_case(y))
         && a.port_or_known_default() == b.port_or_known_default()
+}
+
+/// A vault of a list, if its id parses.
+fn vault(body: Value) -> Option<VaultResource> {
+    let id = ArmResourceId::parse(body.get("id")?.as_str()?).ok()?;
+    let rbac = body
+        .pointer("/properties/enableRbacAuthorization")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    Some(VaultResource { id, rbac, body })
 }
 
 /// An account of a list, if it is one keyflip can read.

@@ -159,9 +159,11 @@ pub async fn run(tools: &Tools, options: &Options) -> Report {
     };
     doctor.configuration(options);
     doctor.tokens().await;
+    // Every vault the caller can see, listed once for all served vaults.
+    let visible = tools.directory.vaults().await;
     let mut listed: Vec<(VaultName, Vec<SecretSummary>)> = Vec::new();
     for vault in &tools.settings.vaults {
-        if let Some(secrets) = doctor.vault(&vault.name).await {
+        if let Some(secrets) = doctor.vault(&vault.name, &visible).await {
             listed.push((vault.name.clone(), secrets));
         }
     }
@@ -298,10 +300,17 @@ impl Doctor<'_> {
     }
 
     /// The vault's checks; its secrets when it can be listed.
-    async fn vault(&mut self, vault: &VaultName) -> Option<Vec<SecretSummary>> {
+    async fn vault(
+        &mut self,
+        vault: &VaultName,
+        visible: &Result<Vec<VaultResource>, ArmError>,
+    ) -> Option<Vec<SecretSummary>> {
         let subject = vault.to_string();
         let url = self.tools.settings.vault(vault).map(|v| v.url.clone())?;
-        let resource = match self.tools.directory.find_vault(&url).await {
+        let found = visible
+            .as_ref()
+            .map(|vaults| vaults.iter().find(|v| v.serves(&url)).cloned());
+        let resource = match found {
             Ok(Some(found)) => {
                 let model = match found.rbac {
                     true => "RBAC (enableRbacAuthorization=true): roles grant secret access",
@@ -328,7 +337,7 @@ impl Doctor<'_> {
                     "vault",
                     &subject,
                     "access model",
-                    arm_failure(&e),
+                    arm_failure(e),
                     format!("reading the vault's resource failed: {e}"),
                     None,
                 );

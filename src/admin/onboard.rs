@@ -145,20 +145,9 @@ pub async fn onboard(tools: &Tools, request: &OnboardRequest) -> Result<Onboarde
         )));
     }
 
-    // One resource, one secret: no managed secret names it, and no unmanaged one holds its key.
-    let listed = list_all(tools).await?;
-    let claims = Claims::from_listing(
-        listed.iter().map(|(v, s)| (v, s.as_slice())),
-        &settings.allowed_scopes,
-    );
-    let others = claims.others(&resource, vault, secret);
-    if !others.is_empty() {
-        let names: Vec<String> = others.iter().map(ToString::to_string).collect();
-        return Err(refused(format!(
-            "{resource} is already managed by {}: one resource has one managed secret (rotating either would regenerate the key the other publishes); use that secret, or remove its tags first",
-            names.join(" and ")
-        )));
-    }
+    // One resource, one secret, before any Resource Manager call (checked again, with the
+    // copies of its keys, just before the write).
+    refuse_claimed(tools, &list_all(tools).await?, &resource, vault, secret)?;
     let first = First {
         request,
         resource: &resource,
@@ -194,6 +183,30 @@ struct First<'a> {
     request: &'a OnboardRequest,
     resource: &'a ArmResourceId,
     provider: &'a dyn KeyProvider,
+}
+
+/// Refuses a resource another managed secret of `listed` already names: one resource has one
+/// managed secret.
+fn refuse_claimed(
+    tools: &Tools,
+    listed: &[(VaultName, Vec<SecretSummary>)],
+    resource: &ArmResourceId,
+    vault: &VaultName,
+    secret: &SecretName,
+) -> Result<(), OnboardError> {
+    let claims = Claims::from_listing(
+        listed.iter().map(|(v, s)| (v, s.as_slice())),
+        &tools.settings.allowed_scopes,
+    );
+    let others = claims.others(resource, vault, secret);
+    if others.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = others.iter().map(ToString::to_string).collect();
+    Err(refused(format!(
+        "{resource} is already managed by {}: one resource has one managed secret (rotating either would regenerate the key the other publishes); use that secret, or remove its tags first",
+        names.join(" and ")
+    )))
 }
 
 /// The latest version, or `None` when the secret does not exist.
@@ -273,15 +286,7 @@ impl First<'_> {
         // resource reads): no other secret of any served vault, managed for another resource
         // or not managed at all, may hold either key.
         let listed = list_all(tools).await?;
-        let claims = Claims::from_listing(
-            listed.iter().map(|(v, s)| (v, s.as_slice())),
-            &tools.settings.allowed_scopes,
-        );
-        if let Some(other) = claims.others(resource, vault, secret).first() {
-            return Err(refused(format!(
-                "{resource} is now managed by {other}: one resource has one managed secret; nothing written"
-            )));
-        }
+        refuse_claimed(tools, &listed, resource, vault, secret)?;
         let copies = secret_values(tools, &listed, Some((vault, secret))).await?;
         let elsewhere: Vec<String> = holders(&copies, &keys)
             .into_iter()
@@ -314,17 +319,9 @@ impl First<'_> {
             _ => false,
         };
         let slot_tag = provider.slot_tag(slot);
-        let (version, expires) = write(
-            tools,
-            request,
-            existing.as_ref(),
-            resource,
-            slot_tag,
-            key,
-            verified,
-            holding,
-        )
-        .await?;
+        let (version, expires) = self
+            .publish(tools, existing.as_ref(), slot_tag, key, verified, holding)
+            .await?;
         Ok(Onboarded {
             vault: vault.to_string(),
             secret: secret.to_string(),
@@ -335,6 +332,96 @@ impl First<'_> {
             verified,
             kept_value: held.is_some(),
         })
+    }
+
+    /// Writes the version holding `key` as `slot_tag`, if the secret is still `existing` (and,
+    /// under a lease, while the lease is ours); its version id and expiry.
+    async fn publish(
+        &self,
+        tools: &Tools,
+        existing: Option<&LoadedSecret>,
+        slot_tag: &str,
+        key: ApiKey,
+        verified: bool,
+        holding: Option<&Holding>,
+    ) -> Result<(String, String), OnboardError> {
+        let (request, resource) = (self.request, self.resource);
+        let mut written: Tags = tags::for_onboarding(
+            existing.map(|s| &s.tags),
+            slot_tag,
+            &resource.to_string(),
+            request.validity_days,
+            verified || !request.no_verify,
+        )
+        .map_err(|e| refused(e.to_string()))?;
+        if let Some(previous) = existing {
+            written.insert(tags::PREVIOUS_VERSION.to_string(), previous.version.to_string());
+            if written.len() > tags::MAX_TAGS {
+                return Err(refused(format!(
+                    "{}/{} would carry {} tags, more than Key Vault's {}: remove some of its other tags",
+                    request.vault,
+                    request.secret,
+                    written.len(),
+                    tags::MAX_TAGS
+                )));
+            }
+        }
+        let now = tools.clock.now();
+        let expires = now + time::Duration::days(i64::from(request.validity_days));
+        let version = NewVersion {
+            value: key,
+            tags: written,
+            content_type: existing.and_then(|s| s.content_type.clone()),
+            not_before: now,
+            expires,
+        };
+        // The secret must still be what was decided on: someone may have written it meanwhile.
+        let now_latest = read_latest(tools, &request.vault, &request.secret).await?;
+        let marks = |s: &LoadedSecret| {
+            tags::PENDING_TAGS
+                .iter()
+                .chain([&tags::REVOKE_PENDING])
+                .filter(|name| tags::tag(&s.tags, name).is_some())
+                .count()
+        };
+        let same = match (now_latest.as_ref(), existing) {
+            (None, None) => true,
+            (Some(now), Some(then)) => {
+                now.version == then.version
+                    && tags::is_managed(&now.tags) == tags::is_managed(&then.tags)
+                    && marks(now) == marks(then)
+            }
+            _ => false,
+        };
+        if !same {
+            return Err(OnboardError::Transient(format!(
+                "{}/{} changed while it was being onboarded: nothing written; run the command again",
+                request.vault, request.secret
+            )));
+        }
+        let window = match holding {
+            None => WRITE_TIMEOUT,
+            Some(holding) => holding.check().map_err(|e| {
+                OnboardError::Transient(format!(
+                    "the rotation lease: {e}; nothing written; run the command again"
+                ))
+            })?,
+        };
+        let publishing = tools.store.publish(&request.vault, &request.secret, version);
+        let published = match tokio::time::timeout(window, publishing).await {
+            Ok(answer) => {
+                answer.map_err(|e| from_store(&format!("writing {}/{}", request.vault, request.secret), e))?
+            }
+            Err(_) => {
+                return Err(OnboardError::Uncertain(format!(
+                    "writing {}/{} did not answer within {} s (the lease's window): it may still land; check the secret's latest version before running the command again",
+                    request.vault,
+                    request.secret,
+                    window.as_secs()
+                )));
+            }
+        };
+        Ok((published.to_string(), rfc3339(expires)))
     }
 }
 
@@ -370,95 +457,6 @@ async fn take_lease(tools: &Tools, vault: &VaultName, secret: &SecretName) -> Re
         ))),
         Err(e) => Err(OnboardError::Transient(format!("taking the rotation lease: {e}"))),
     }
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn write(
-    tools: &Tools,
-    request: &OnboardRequest,
-    existing: Option<&LoadedSecret>,
-    resource: &ArmResourceId,
-    slot_tag: &str,
-    key: ApiKey,
-    verified: bool,
-    holding: Option<&Holding>,
-) -> Result<(String, String), OnboardError> {
-    let mut written: Tags = tags::for_onboarding(
-        existing.map(|s| &s.tags),
-        slot_tag,
-        &resource.to_string(),
-        request.validity_days,
-        verified || !request.no_verify,
-    )
-    .map_err(|e| refused(e.to_string()))?;
-    if let Some(previous) = existing {
-        written.insert(tags::PREVIOUS_VERSION.to_string(), previous.version.to_string());
-        if written.len() > tags::MAX_TAGS {
-            return Err(refused(format!(
-                "{}/{} would carry {} tags, more than Key Vault's {}: remove some of its other tags",
-                request.vault,
-                request.secret,
-                written.len(),
-                tags::MAX_TAGS
-            )));
-        }
-    }
-    let now = tools.clock.now();
-    let expires = now + time::Duration::days(i64::from(request.validity_days));
-    let version = NewVersion {
-        value: key,
-        tags: written,
-        content_type: existing.and_then(|s| s.content_type.clone()),
-        not_before: now,
-        expires,
-    };
-    // The secret must still be what was decided on: someone may have written it meanwhile.
-    let now_latest = read_latest(tools, &request.vault, &request.secret).await?;
-    let marks = |s: &LoadedSecret| {
-        tags::PENDING_TAGS
-            .iter()
-            .chain([&tags::REVOKE_PENDING])
-            .filter(|name| tags::tag(&s.tags, name).is_some())
-            .count()
-    };
-    let same = match (now_latest.as_ref(), existing) {
-        (None, None) => true,
-        (Some(now), Some(then)) => {
-            now.version == then.version
-                && tags::is_managed(&now.tags) == tags::is_managed(&then.tags)
-                && marks(now) == marks(then)
-        }
-        _ => false,
-    };
-    if !same {
-        return Err(OnboardError::Transient(format!(
-            "{}/{} changed while it was being onboarded: nothing written; run the command again",
-            request.vault, request.secret
-        )));
-    }
-    let window = match holding {
-        None => WRITE_TIMEOUT,
-        Some(holding) => holding.check().map_err(|e| {
-            OnboardError::Transient(format!(
-                "the rotation lease: {e}; nothing written; run the command again"
-            ))
-        })?,
-    };
-    let publishing = tools.store.publish(&request.vault, &request.secret, version);
-    let published = match tokio::time::timeout(window, publishing).await {
-        Ok(answer) => {
-            answer.map_err(|e| from_store(&format!("writing {}/{}", request.vault, request.secret), e))?
-        }
-        Err(_) => {
-            return Err(OnboardError::Uncertain(format!(
-                "writing {}/{} did not answer within {} s (the lease's window): it may still land; check the secret's latest version before running the command again",
-                request.vault,
-                request.secret,
-                window.as_secs()
-            )));
-        }
-    };
-    Ok((published.to_string(), rfc3339(expires)))
 }
 
 /// How long the write may take when no lease bounds it.

@@ -272,12 +272,7 @@ impl ArmClient {
     async fn get_url(&self, url: Url) -> Result<Value, ArmError> {
         let mut request = Request::new(url, Method::Get);
         request.insert_header("accept", "application/json");
-        let response = self
-            .pipeline
-            .send(&Context::new(), &mut request, Some(no_checks()))
-            .await
-            .map_err(|e| classify_sdk_error(&e))?;
-        read_answer(&response)
+        self.answer(&mut request).await
     }
 
     /// `POST <endpoint>/<resource>/<action>?api-version=<api_version>` (`listKeys`,
@@ -446,11 +441,16 @@ impl ArmClient {
         body: Option<Value>,
     ) -> Result<Value, ArmError> {
         let mut request = self.request(method, resource, action, api_version, body)?;
-        // Statuses are classified here, from the body itself: azure_core's own check loses the
-        // error code when the message holds a JSON escape.
+        self.answer(&mut request).await
+    }
+
+    /// Sends `request` through the retrying pipeline and reads its JSON answer. Statuses are
+    /// classified here, from the body itself: azure_core's own check loses the error code when
+    /// the message holds a JSON escape.
+    async fn answer(&self, request: &mut Request) -> Result<Value, ArmError> {
         let response = self
             .pipeline
-            .send(&Context::new(), &mut request, Some(no_checks()))
+            .send(&Context::new(), request, Some(no_checks()))
             .await
             .map_err(|e| classify_sdk_error(&e))?;
         read_answer(&response)
