@@ -47,6 +47,8 @@ pub const KEYFLIP_CONNECT_TO: &str = "KEYFLIP_CONNECT_TO";
 pub const KEYFLIP_ALLOWED_HOSTS: &str = "KEYFLIP_ALLOWED_HOSTS";
 pub const KEYFLIP_MAX_INVOCATIONS: &str = "KEYFLIP_MAX_INVOCATIONS";
 pub const KEYFLIP_LEASE: &str = "KEYFLIP_LEASE";
+pub const KEYFLIP_PAUSED: &str = "KEYFLIP_PAUSED";
+pub const KEYFLIP_MAX_ROTATIONS_PER_SWEEP: &str = "KEYFLIP_MAX_ROTATIONS_PER_SWEEP";
 pub const FUNCTIONS_CUSTOMHANDLER_PORT: &str = "FUNCTIONS_CUSTOMHANDLER_PORT";
 /// Set by App Service: the app's default host name (`myapp.azurewebsites.net`; Core Tools sets
 /// `localhost:7071`).
@@ -71,6 +73,8 @@ pub const KEYFLIP_SETTINGS: &[&str] = &[
     KEYFLIP_ALLOWED_HOSTS,
     KEYFLIP_MAX_INVOCATIONS,
     KEYFLIP_LEASE,
+    KEYFLIP_PAUSED,
+    KEYFLIP_MAX_ROTATIONS_PER_SWEEP,
 ];
 
 /// Settings for running outside Azure only, which a deployment (`infra/main.bicep`) never sets:
@@ -92,7 +96,9 @@ pub const LOCAL_ONLY_SETTINGS: &[&str] = &[KEYFLIP_CA_BUNDLE, KEYFLIP_CONNECT_TO
 /// - `KEYFLIP_ALLOWED_HOSTS`: the app's own host name (`WEBSITE_HOSTNAME`) is always
 ///   answered; only a custom domain needs it;
 /// - `KEYFLIP_LEASE`: `storage` (the default) is the only mode for more than one process;
-///   `in-process` is for the demo.
+///   `in-process` is for the demo;
+/// - `KEYFLIP_PAUSED`, `KEYFLIP_MAX_ROTATIONS_PER_SWEEP`: an operator's brakes, set on the app
+///   when something looks wrong (off by default).
 pub const DEFAULTED_SETTINGS: &[&str] = &[
     KEYFLIP_EVENT_BUDGET_SECONDS,
     KEYFLIP_SWEEP_BUDGET_SECONDS,
@@ -103,6 +109,8 @@ pub const DEFAULTED_SETTINGS: &[&str] = &[
     KEYFLIP_ARM_ENDPOINT,
     KEYFLIP_ALLOWED_HOSTS,
     KEYFLIP_LEASE,
+    KEYFLIP_PAUSED,
+    KEYFLIP_MAX_ROTATIONS_PER_SWEEP,
 ];
 
 pub const DEFAULT_SWEEP_SCHEDULE: &str = "0 0 * * * *";
@@ -174,6 +182,10 @@ pub struct Settings {
     pub port: Option<u16>,
     /// `KEYFLIP_LEASE`: `storage` (default) or `in-process`.
     pub lease: LeaseMode,
+    /// `KEYFLIP_PAUSED`: every trigger answers `skipped:paused` and nothing is written.
+    pub paused: bool,
+    /// `KEYFLIP_MAX_ROTATIONS_PER_SWEEP`: at most this many rotations per sweep (none: no cap).
+    pub max_rotations_per_sweep: Option<usize>,
     /// `AzureWebJobsStorage` (or its identity-based `__` settings): where the leases live;
     /// always present when `lease` is [`LeaseMode::Storage`].
     pub storage: Option<StorageConfig>,
@@ -256,6 +268,21 @@ fn parse_lease(v: Vars<'_>) -> Result<LeaseMode, ConfigError> {
             other,
             "is not a lease mode",
             "storage (a blob lease in AzureWebJobsStorage, the default) or in-process (one process only, e.g. the demo)",
+        )),
+    }
+}
+
+/// An on/off setting: `true` or `false` (any case), unset meaning `false`.
+fn parse_switch(v: Vars<'_>, setting: &'static str) -> Result<bool, ConfigError> {
+    match v.get(setting) {
+        None => Ok(false),
+        Some(value) if value.eq_ignore_ascii_case("true") => Ok(true),
+        Some(value) if value.eq_ignore_ascii_case("false") => Ok(false),
+        Some(other) => Err(invalid(
+            setting,
+            other,
+            "is not true or false",
+            "true or false (default false)",
         )),
     }
 }
@@ -374,6 +401,17 @@ impl Settings {
             .unwrap_or(1);
         let port = p.check(parse_port(v)).flatten();
         let lease = p.check(parse_lease(v)).unwrap_or(LeaseMode::Storage);
+        let paused = p.check(parse_switch(v, KEYFLIP_PAUSED)).unwrap_or(false);
+        let max_rotations_per_sweep = match v.get(KEYFLIP_MAX_ROTATIONS_PER_SWEEP) {
+            None => None,
+            Some(_) => p.check(number(
+                v,
+                KEYFLIP_MAX_ROTATIONS_PER_SWEEP,
+                1,
+                1..=100_000,
+                "rotations",
+            )),
+        };
         let storage = match lease {
             LeaseMode::Storage => p.check(parse_storage(vars)),
             LeaseMode::InProcess => None,
@@ -403,6 +441,8 @@ impl Settings {
             max_invocations,
             port,
             lease,
+            paused,
+            max_rotations_per_sweep,
             storage,
         })
     }
@@ -422,6 +462,8 @@ impl Settings {
             dwell: self.dwell,
             pending_timeout: self.pending_timeout,
             concurrency: self.concurrency,
+            paused: self.paused,
+            max_rotations_per_sweep: self.max_rotations_per_sweep,
             ..EngineSettings::default()
         }
     }
@@ -1499,6 +1541,22 @@ mod tests {
             "KEYFLIP_EVENT_BUDGET_SECONDS='30' is invalid: out of range; expected a whole number of seconds \
              from 1 to 29 (default 20); Event Grid waits 30 s for an answer"
         );
+    }
+
+    #[test]
+    fn paused_and_the_rotation_cap_are_off_unless_set() {
+        let s = ok(&[]);
+        assert_eq!((s.paused, s.max_rotations_per_sweep), (false, None));
+        let s = ok(&[
+            (KEYFLIP_PAUSED, " TRUE "),
+            (KEYFLIP_MAX_ROTATIONS_PER_SWEEP, "25"),
+        ]);
+        assert_eq!((s.paused, s.max_rotations_per_sweep), (true, Some(25)));
+        let engine = s.engine_settings();
+        assert_eq!((engine.paused, engine.max_rotations_per_sweep), (true, Some(25)));
+        assert!(!ok(&[(KEYFLIP_PAUSED, "false")]).paused);
+        refuses(KEYFLIP_PAUSED, &["yes", "1", "paused"]);
+        refuses(KEYFLIP_MAX_ROTATIONS_PER_SWEEP, &["0", "-1", "many", "100001"]);
     }
 
     #[test]

@@ -16,6 +16,8 @@ pub const CREDENTIAL_ID: &str = "CredentialId";
 pub const PROVIDER_ADDRESS: &str = "ProviderAddress";
 pub const VALIDITY_PERIOD_DAYS: &str = "ValidityPeriodDays";
 pub const VERIFY_KEY: &str = "VerifyKey";
+/// `RotationEnabled=false`: an operator's opt-out; every trigger skips the secret.
+pub const ROTATION_ENABLED: &str = "RotationEnabled";
 pub const ROTATED_BY: &str = "RotatedBy";
 pub const ROTATION_TRIGGER: &str = "RotationTrigger";
 pub const PREVIOUS_VERSION: &str = "PreviousVersion";
@@ -56,6 +58,8 @@ pub enum TagError {
     ValidityTooShort { days: u32, minimum: u32 },
     #[error("tag VerifyKey is '{}': use true or false", echo(.0))]
     VerifyKey(String),
+    #[error("tag RotationEnabled is '{}': use true or false (false stops keyflip rotating the secret)", echo(.0))]
+    RotationEnabled(String),
     #[error(
         "tag PendingSince is '{}': keyflip writes it as RFC 3339; remove the tags PendingSlot, PendingSince, PendingFrom and PendingProof to start afresh",
         echo(.0)
@@ -112,6 +116,8 @@ pub struct RotationTags {
     pub provider_address: ArmResourceId,
     pub validity_days: u32,
     pub verify_key: bool,
+    /// `RotationEnabled` (default true): false opts the secret out of every trigger.
+    pub rotation_enabled: bool,
     pub pending: Option<Pending>,
     pub revoke: Option<Revoke>,
 }
@@ -152,6 +158,7 @@ impl RotationTags {
             PROVIDER_ADDRESS,
             VALIDITY_PERIOD_DAYS,
             VERIFY_KEY,
+            ROTATION_ENABLED,
             PENDING_SLOT,
             PENDING_SINCE,
             PENDING_FROM,
@@ -183,6 +190,12 @@ impl RotationTags {
             Some(v) if v.eq_ignore_ascii_case("false") => false,
             Some(other) => return Err(TagError::VerifyKey(other.to_string())),
         };
+        let rotation_enabled = match tag(tags, ROTATION_ENABLED) {
+            None => true,
+            Some(v) if v.eq_ignore_ascii_case("true") => true,
+            Some(v) if v.eq_ignore_ascii_case("false") => false,
+            Some(other) => return Err(TagError::RotationEnabled(other.to_string())),
+        };
         let (from, proof) = (tag(tags, PENDING_FROM), tag(tags, PENDING_PROOF));
         let pending = match (tag(tags, PENDING_SLOT), tag(tags, PENDING_SINCE)) {
             (None, None) if from.is_none() && proof.is_none() => None,
@@ -210,6 +223,7 @@ impl RotationTags {
             provider_address,
             validity_days,
             verify_key,
+            rotation_enabled,
             pending,
             revoke,
         })
@@ -376,6 +390,18 @@ mod tests {
         );
         assert!(parsed.verify_key);
         assert_eq!(parsed.pending, None);
+    }
+
+    #[test]
+    fn rotation_enabled_is_true_unless_false_and_refuses_anything_else() {
+        assert!(RotationTags::parse(&valid(), 30).unwrap().rotation_enabled);
+        let mut t = valid();
+        t.insert("rotationenabled".into(), " False ".into());
+        assert!(!RotationTags::parse(&t, 30).unwrap().rotation_enabled);
+        t.insert("rotationenabled".into(), "off".into());
+        let e = RotationTags::parse(&t, 30).unwrap_err();
+        assert_eq!(e, TagError::RotationEnabled("off".into()));
+        assert!(e.to_string().contains("use true or false"), "{e}");
     }
 
     #[test]

@@ -96,6 +96,7 @@ mod tests {
                 .unwrap(),
             validity_days: 60,
             verify_key: true,
+            rotation_enabled: true,
             pending,
             revoke: None,
         }

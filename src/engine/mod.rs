@@ -43,6 +43,10 @@ pub struct EngineSettings {
     /// First pause between two checks of a new key; doubles up to `verify_max_backoff`.
     pub verify_initial_backoff: Duration,
     pub verify_max_backoff: Duration,
+    /// KEYFLIP_PAUSED: every trigger answers `skipped:paused` and nothing is written.
+    pub paused: bool,
+    /// KEYFLIP_MAX_ROTATIONS_PER_SWEEP: at most this many rotations per sweep.
+    pub max_rotations_per_sweep: Option<usize>,
 }
 
 impl Default for EngineSettings {
@@ -56,6 +60,8 @@ impl Default for EngineSettings {
             concurrency: 8,
             verify_initial_backoff: Duration::from_secs(2),
             verify_max_backoff: Duration::from_secs(30),
+            paused: false,
+            max_rotations_per_sweep: None,
         }
     }
 }

@@ -41,6 +41,10 @@ pub enum SkipReason {
     NothingToRepair,
     /// The sweep met a secret whose lease another rotation holds: left to that one.
     Locked,
+    /// KEYFLIP_PAUSED is on: nothing is rotated or written.
+    Paused,
+    /// The secret's `RotationEnabled` tag is `false`.
+    OptedOut,
 }
 
 /// Why a rotation failed.
@@ -140,6 +144,8 @@ fn skip_label(reason: SkipReason) -> &'static str {
         SkipReason::Ignored => "ignored",
         SkipReason::NothingToRepair => "nothing-to-repair",
         SkipReason::Locked => "locked",
+        SkipReason::Paused => "paused",
+        SkipReason::OptedOut => "opted-out",
     }
 }
 

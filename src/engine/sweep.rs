@@ -39,13 +39,28 @@ enum Decision {
 impl Engine {
     /// Lists every configured vault and rotates the secrets that are due, within `budget`.
     pub async fn sweep(&self, budget: Duration) -> SweepReport {
+        let vaults = self.settings.vaults.clone();
+        self.sweep_vaults(&vaults, budget).await
+    }
+
+    /// The sweep of some of the served vaults only (one message of the fan-out queue): a
+    /// vault that is not served is reported as a problem. The index of claims is replaced
+    /// only by a sweep that listed every served vault.
+    pub async fn sweep_vaults(&self, vaults: &[VaultName], budget: Duration) -> SweepReport {
         let started = Instant::now();
         let deadline = started + budget;
         let mut report = SweepReport::default();
         let mut listed: Vec<(&VaultName, Vec<SecretSummary>)> = Vec::new();
         let mut unlisted = Vec::new();
         let mut complete = true;
-        for vault in &self.settings.vaults {
+        for vault in vaults {
+            if !self.settings.vaults.contains(vault) {
+                let problem =
+                    format!("vault {vault} is not served: add it to KEYFLIP_VAULTS to let keyflip sweep it");
+                log_events::sweep_problem(vault.as_str(), &problem);
+                report.problems.push(problem);
+                continue;
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             match tokio::time::timeout(left, self.store.list(vault)).await {
                 Ok(Ok(secrets)) => {
@@ -83,7 +98,8 @@ impl Engine {
         );
         // A vault that could not be listed for now leaves the index incomplete: rotations must
         // not rely on it (each lists the vaults again instead).
-        if complete {
+        let everything = self.settings.vaults.iter().all(|v| vaults.contains(v));
+        if complete && everything {
             self.claims.store(self.clock.now(), claims.clone()).await;
         }
         // The check of shared resources may take a quarter of what is left, never the rotations'

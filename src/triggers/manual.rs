@@ -17,7 +17,7 @@
 //! | `pending` | 202 |
 //! | bad vault or secret name, unknown parameter, bad `dryRun`/`force` value, a body that is not JSON, `failed:bad-event` | 400 |
 //! | vault not in KEYFLIP_VAULTS, `failed:not-found` | 404 |
-//! | `failed:locked`, `skipped:dwell` (with a `hint` to use `?force=true`), `skipped:disabled` | 409 |
+//! | `failed:locked`, `skipped:dwell` (with a `hint` to use `?force=true`), `skipped:disabled`, `skipped:paused`, `skipped:opted-out` | 409 |
 //! | `failed:misconfigured/not-allowed/pointer-mismatch/unknown-key/shared-resource/keys-disabled/no-trustworthy-check/verification-timeout` | 422 |
 //! | `failed:azure` | 502 |
 //! | a body whose `Content-Type` is not JSON | 415 |
@@ -256,7 +256,13 @@ pub fn status_for(outcome: Outcome) -> StatusCode {
             | SkipReason::NothingToRepair,
         ) => StatusCode::OK,
         Outcome::Pending => StatusCode::ACCEPTED,
-        Outcome::Skipped(SkipReason::Dwell | SkipReason::Disabled | SkipReason::Locked)
+        Outcome::Skipped(
+            SkipReason::Dwell
+            | SkipReason::Disabled
+            | SkipReason::Locked
+            | SkipReason::Paused
+            | SkipReason::OptedOut,
+        )
         | Outcome::Failed(FailReason::Locked) => StatusCode::CONFLICT,
         Outcome::Failed(FailReason::NotFound) => StatusCode::NOT_FOUND,
         Outcome::Failed(FailReason::BadEvent) => StatusCode::BAD_REQUEST,

@@ -269,6 +269,12 @@ impl Engine {
         started: Instant,
     ) -> Result<Finish, Finish> {
         let deadline = started + request.budget;
+        if self.settings.paused && !request.dry_run {
+            return Err(finish(
+                Outcome::Skipped(SkipReason::Paused),
+                "keyflip is paused (KEYFLIP_PAUSED=true): nothing is rotated or written until the setting is removed",
+            ));
+        }
         if !self.serves(&request.vault) {
             return Err(failed(
                 FailReason::NotAllowed,
@@ -374,6 +380,13 @@ impl Engine {
             return Err(finish(
                 Outcome::Skipped(SkipReason::Disabled),
                 "the secret is disabled: nothing to do",
+            ));
+        }
+
+        if tags::tag(&secret.tags, tags::ROTATION_ENABLED).is_some_and(|v| v.eq_ignore_ascii_case("false")) {
+            return Err(finish(
+                Outcome::Skipped(SkipReason::OptedOut),
+                "the secret's RotationEnabled tag is false: keyflip leaves it alone; remove the tag (or set it to true) to rotate it again",
             ));
         }
 
