@@ -8,11 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use azure_core::credentials::TokenCredential;
-use azure_core::http::ClientOptions;
+use azure_core::http::{ClientOptions, Transport};
 
 use crate::azure::arm::ArmClient;
 use crate::azure::credential::{CredentialError, build_credential, select_credential};
-use crate::azure::transport::{TransportError, build_http_client, retry_options, transport};
+use crate::azure::limits::{AzureLimits, LimitedClient};
+use crate::azure::transport::{TransportError, TransportSettings, build_http_client, retry_options};
 use crate::clock::Clock;
 use crate::config::{LeaseMode, Settings};
 use crate::engine::{Engine, EngineSettings};
@@ -45,19 +46,39 @@ pub enum StartupError {
 #[derive(Debug, Clone)]
 pub struct AzureAccess {
     pub http: reqwest::Client,
+    /// For the data-plane checks of new keys: one host per account, so it keeps no idle
+    /// connection (memory would otherwise grow with the number of accounts).
+    pub dataplane_http: reqwest::Client,
     pub client_options: ClientOptions,
+    /// The client-side limits every Key Vault and Resource Manager call goes through.
+    pub limits: Arc<AzureLimits>,
 }
 
 impl AzureAccess {
     pub fn new(settings: &Settings) -> Result<Self, StartupError> {
-        let http = build_http_client(&settings.transport_settings())?;
+        let transport_settings = settings.transport_settings();
+        let http = build_http_client(&transport_settings)?;
+        let dataplane_http = build_http_client(&TransportSettings {
+            max_idle_per_host: 0,
+            ..transport_settings
+        })?;
+        let limits = Arc::new(AzureLimits::new(
+            settings.vaults.iter().map(|v| &v.url),
+            &settings.arm_endpoint,
+        ));
         let max_total = (settings.event_budget / 2).min(Duration::from_secs(10));
+        let limited = LimitedClient::new(http.clone(), limits.clone());
         let client_options = ClientOptions {
-            transport: Some(transport(&http)),
+            transport: Some(Transport::new(Arc::new(limited))),
             retry: retry_options(3, Duration::from_millis(200), max_total),
             ..Default::default()
         };
-        Ok(Self { http, client_options })
+        Ok(Self {
+            http,
+            dataplane_http,
+            client_options,
+            limits,
+        })
     }
 
     /// The credential the environment selects (managed identity under the Functions host).
@@ -105,7 +126,10 @@ pub fn providers(
         credential,
         access.client_options.clone(),
     );
-    Providers::new(Arc::new(CognitiveServices::new(arm, access.http.clone())))
+    Providers::new(Arc::new(CognitiveServices::new(
+        arm,
+        access.dataplane_http.clone(),
+    )))
 }
 
 /// The engine with the production store and the given providers and leases: the one seam

@@ -1,6 +1,6 @@
 //! The command line: `serve` (what the Functions host runs), `rotate` (the engine from a
 //! terminal, and `rotate --repair`, which only a person at a terminal can run: the HTTP
-//! surface has no repair), `onboard` and `doctor` (an operator's set-up and checks, under their
+//! surface has no repair), `sweep` (the timer's sweep from a terminal), `onboard` and `doctor` (an operator's set-up and checks, under their
 //! own credentials), `demo` (everything offline against the local stand-in of Azure).
 
 use clap::{Parser, Subcommand};
@@ -46,6 +46,19 @@ pub enum Command {
         #[arg(long, conflicts_with_all = ["repair", "force"])]
         revoke_active: bool,
         /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sweep now, as the timer does: list the vaults and rotate every due secret, most urgent
+    /// first, within KEYFLIP_SWEEP_BUDGET_SECONDS.
+    Sweep {
+        /// Only these vaults (repeatable; default: every vault of KEYFLIP_VAULTS).
+        #[arg(long)]
+        vault: Vec<String>,
+        /// Plan only: say what would be rotated; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the report as JSON (the timer's ReturnValue).
         #[arg(long)]
         json: bool,
     },

@@ -14,7 +14,7 @@ use keyflip::cli::{Cli, Command};
 use keyflip::clock::SystemClock;
 use keyflip::config::{Settings, env_vars};
 use keyflip::domain::{SecretName, VaultName};
-use keyflip::engine::{Class, Engine, RotationRequest, TriggerKind};
+use keyflip::engine::{Class, Engine, RotationRequest, SweepOptions, TriggerKind};
 use keyflip::server::{self, ServerLimits};
 use keyflip::telemetry::{self, LogFormat, error_chain};
 
@@ -76,6 +76,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             };
             rotate(&vault, &secret, mode, json).await
         }
+        Command::Sweep { vault, dry_run, json } => sweep(&vault, dry_run, json).await,
         Command::Onboard {
             vault,
             secret,
@@ -213,6 +214,43 @@ async fn rotate(vault: &str, secret: &str, mode: RotateMode, json: bool) -> Resu
         )),
         Class::Permanent => Err(Failure::new(1, result.outcome.label())),
     }
+}
+
+async fn sweep(vaults: &[String], dry_run: bool, json: bool) -> Result<(), Failure> {
+    let vars = env_vars();
+    start_telemetry(&vars)?;
+    let settings = settings(&vars)?;
+    let vaults = match vaults.is_empty() {
+        true => settings.vaults.iter().map(|v| v.name.clone()).collect(),
+        false => vaults
+            .iter()
+            .map(|v| VaultName::parse(v).map_err(|e| Failure::new(2, e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    let engine = engine(&settings, &vars)?;
+    let options = SweepOptions {
+        budget: settings.sweep_budget,
+        dry_run,
+    };
+    let report = engine.sweep_with(&vaults, options).await;
+    if json {
+        println!("{}", serde_json::to_string(&report).unwrap_or_default());
+    } else {
+        print!("{}", report.text());
+    }
+    if report.class() == Class::Transient {
+        return Err(Failure::new(
+            EXIT_TEMPORARY,
+            "the sweep met transient failures (retry later)",
+        ));
+    }
+    if !report.problems.is_empty() || report.summary.failed > 0 {
+        return Err(Failure::new(
+            1,
+            "the sweep found problems or failures an operator must fix (listed above)",
+        ));
+    }
+    Ok(())
 }
 
 /// The operator commands' tools: the settings, the environment's credential (your own sign-in

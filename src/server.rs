@@ -809,6 +809,7 @@ mod tests {
             results,
             errors: Vec::new(),
             problems: Vec::new(),
+            ..SweepReport::default()
         }
     }
 

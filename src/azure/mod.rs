@@ -3,5 +3,6 @@
 
 pub mod arm;
 pub mod credential;
+pub mod limits;
 pub mod transport;
 pub mod urls;

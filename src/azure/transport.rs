@@ -174,6 +174,8 @@ pub struct TransportSettings {
     pub connect_timeout: Duration,
     /// Total time of one request (connect, send, read the whole body).
     pub request_timeout: Duration,
+    /// Idle connections kept per host for reuse (0: none kept, each closed after its answer).
+    pub max_idle_per_host: usize,
 }
 
 impl Default for TransportSettings {
@@ -183,6 +185,7 @@ impl Default for TransportSettings {
             connect_to: Vec::new(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_idle_per_host: MAX_IDLE_PER_HOST,
         }
     }
 }
@@ -225,11 +228,22 @@ pub fn load_ca_bundle(path: &Path) -> Result<Vec<reqwest::Certificate>, Transpor
     Ok(certs)
 }
 
+/// Idle connections kept per host by the shared client: the hosts it calls are few (each
+/// served vault, Resource Manager, the token endpoint, storage), so memory stays bounded
+/// whatever the number of accounts (their data planes are checked with a client that keeps
+/// none). With HTTP/2, which Key Vault and Resource Manager speak, one is all a host needs.
+pub const MAX_IDLE_PER_HOST: usize = 2;
+
+/// How long an idle connection is kept.
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Builds the one HTTP client every Azure client uses.
 pub fn build_http_client(settings: &TransportSettings) -> Result<reqwest::Client, TransportError> {
     let mut builder = reqwest::Client::builder()
         .connect_timeout(settings.connect_timeout)
         .timeout(settings.request_timeout)
+        .pool_max_idle_per_host(settings.max_idle_per_host)
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none());
     if let Some(path) = &settings.ca_bundle {
         builder = builder.tls_certs_merge(load_ca_bundle(path)?);
@@ -414,6 +428,7 @@ mod tests {
             connect_to: ConnectTo::parse_list(connect_to).unwrap(),
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(10),
+            ..TransportSettings::default()
         }
     }
 

@@ -19,7 +19,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use time::OffsetDateTime;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, watch};
 
 use crate::domain::tags::{self, PROVIDER_ADDRESS};
 use crate::domain::{AllowedScopes, ArmResourceId, SecretName, VaultName};
@@ -56,26 +56,28 @@ impl Claims {
         listed: impl IntoIterator<Item = (&'a VaultName, &'a [SecretSummary])>,
         scopes: &AllowedScopes,
     ) -> Self {
-        let mut by_resource: BTreeMap<String, Vec<Claim>> = BTreeMap::new();
+        let mut claims = Self::default();
         for (vault, secrets) in listed {
-            for summary in secrets.iter().filter(|s| s.enabled && tags::is_managed(&s.tags)) {
-                let Some(address) = tags::tag(&summary.tags, PROVIDER_ADDRESS) else {
-                    continue;
-                };
-                let Ok(resource) = ArmResourceId::parse(address) else {
-                    continue;
-                };
-                if scopes.permits(vault, &resource) {
-                    by_resource.entry(resource.key()).or_default().push(Claim {
-                        vault: vault.clone(),
-                        secret: summary.name.clone(),
-                    });
-                }
-            }
+            claims.add(vault, secrets, scopes);
         }
-        Self {
-            by_resource,
-            unlisted: Vec::new(),
+        claims
+    }
+
+    /// Adds the claims among `secrets` (one page of `vault`'s listing), under `scopes`.
+    pub fn add(&mut self, vault: &VaultName, secrets: &[SecretSummary], scopes: &AllowedScopes) {
+        for summary in secrets.iter().filter(|s| s.enabled && tags::is_managed(&s.tags)) {
+            let Some(address) = tags::tag(&summary.tags, PROVIDER_ADDRESS) else {
+                continue;
+            };
+            let Ok(resource) = ArmResourceId::parse(address) else {
+                continue;
+            };
+            if scopes.permits(vault, &resource) {
+                self.by_resource.entry(resource.key()).or_default().push(Claim {
+                    vault: vault.clone(),
+                    secret: summary.name.clone(),
+                });
+            }
         }
     }
 
@@ -124,22 +126,112 @@ impl Claims {
 /// An index and when it was built (on the engine's clock).
 type Built = (OffsetDateTime, Arc<Claims>);
 
-/// The engine's last index.
+/// The engine's last index, and the one a sweep is building, if any.
 #[derive(Debug, Clone, Default)]
-pub struct ClaimsCache(Arc<Mutex<Option<Built>>>);
+pub struct ClaimsCache(Arc<Mutex<CacheState>>);
+
+#[derive(Debug, Default)]
+struct CacheState {
+    last: Option<Built>,
+    /// Set while a sweep lists every served vault: rotations that need an index wait for that
+    /// one instead of listing every vault again themselves.
+    building: Option<watch::Receiver<Option<Arc<Claims>>>>,
+}
+
+/// What the cache can give a rotation now.
+#[derive(Debug)]
+pub enum Lookup {
+    /// An index at most [`MAX_AGE`] old.
+    Fresh(Arc<Claims>),
+    /// None fresh, but a sweep is listing every served vault: wait for it ([`Lookup::wait`]).
+    Building(watch::Receiver<Option<Arc<Claims>>>),
+    /// Neither: list the vaults.
+    Missing,
+}
+
+impl Lookup {
+    /// The index being built, once the sweep has it; `None` when the sweep ended without a
+    /// complete one (a vault it could not list for now, its budget): list the vaults instead.
+    pub async fn wait(receiver: &mut watch::Receiver<Option<Arc<Claims>>>) -> Option<Arc<Claims>> {
+        receiver
+            .wait_for(Option::is_some)
+            .await
+            .ok()
+            .and_then(|claims| claims.clone())
+    }
+}
 
 impl ClaimsCache {
     /// The index, if one was built at most [`MAX_AGE`] before `now` (and not after it).
     pub async fn fresh(&self, now: OffsetDateTime) -> Option<Arc<Claims>> {
         let held = self.0.lock().await;
-        held.as_ref()
-            .filter(|(built, _)| *built <= now && now - *built <= MAX_AGE)
-            .map(|(_, claims)| claims.clone())
+        fresh(&held, now)
+    }
+
+    /// A fresh index, else the one being built, else nothing.
+    pub async fn lookup(&self, now: OffsetDateTime) -> Lookup {
+        let held = self.0.lock().await;
+        if let Some(claims) = fresh(&held, now) {
+            return Lookup::Fresh(claims);
+        }
+        match &held.building {
+            // A sweep that ended without finishing dropped its sender: nothing to wait for.
+            Some(receiver) if receiver.has_changed().is_ok() => Lookup::Building(receiver.clone()),
+            _ => Lookup::Missing,
+        }
     }
 
     /// Keeps `claims`, built at `now`.
     pub async fn store(&self, now: OffsetDateTime, claims: Arc<Claims>) {
-        *self.0.lock().await = Some((now, claims));
+        self.0.lock().await.last = Some((now, claims));
+    }
+
+    /// Announces that a sweep is listing every served vault; rotations wait for
+    /// [`Building::finish`] (or for the sweep to drop it).
+    pub async fn begin(&self) -> Building {
+        let (sender, receiver) = watch::channel(None);
+        self.0.lock().await.building = Some(receiver);
+        Building {
+            cache: self.clone(),
+            sender,
+        }
+    }
+}
+
+fn fresh(state: &CacheState, now: OffsetDateTime) -> Option<Arc<Claims>> {
+    state
+        .last
+        .as_ref()
+        .filter(|(built, _)| *built <= now && now - *built <= MAX_AGE)
+        .map(|(_, claims)| claims.clone())
+}
+
+/// A sweep's index under construction ([`ClaimsCache::begin`]).
+#[derive(Debug)]
+pub struct Building {
+    cache: ClaimsCache,
+    sender: watch::Sender<Option<Arc<Claims>>>,
+}
+
+impl Building {
+    /// Ends the build: a complete index (`Some`) is kept and handed to every waiting rotation;
+    /// `None` (a vault could not be listed for now) sends them to list the vaults themselves.
+    pub async fn finish(self, now: OffsetDateTime, claims: Option<Arc<Claims>>) {
+        let mut held = self.cache.0.lock().await;
+        if let Some(claims) = &claims {
+            held.last = Some((now, claims.clone()));
+        }
+        if held
+            .building
+            .as_ref()
+            .is_some_and(|receiver| receiver.same_channel(&self.sender.subscribe()))
+        {
+            held.building = None;
+        }
+        drop(held);
+        if let Some(claims) = claims {
+            self.sender.send_replace(Some(claims));
+        }
     }
 }
 

@@ -12,6 +12,7 @@ pub mod log_events;
 pub mod result;
 mod rotate;
 mod sweep;
+pub use sweep::SweepOptions;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,6 +1,8 @@
 //! What one rotation (or a sweep) reports: DESIGN.md §4's result shape, and how each outcome
 //! classifies for the trigger that asked (success, transient, permanent).
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 /// What started a rotation.
@@ -223,23 +225,75 @@ impl RotationResult {
     }
 }
 
-/// A sweep's counts.
+/// A sweep's counts: bounded whatever the fleet (skipped secrets are counted, not listed).
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct SweepSummary {
+    /// Secrets listed (managed or not).
     pub scanned: usize,
+    /// Managed secrets found due (started, or left for the next run).
     pub due: usize,
     pub rotated: usize,
     pub pending: usize,
     pub skipped: usize,
     pub failed: usize,
+    /// `skipped` by reason (`not-due`, `disabled`, `locked`, `opted-out`, …).
+    pub skipped_by_reason: BTreeMap<String, usize>,
+    /// `failed` by reason (`misconfigured`, `transient`, …).
+    pub failed_by_reason: BTreeMap<String, usize>,
+    /// Due secrets this sweep did not start (its deadline or the rotation cap): the next
+    /// sweep takes them, most urgent first.
+    pub left_for_next_run: usize,
+    /// Why they were left: `deadline` (the sweep's budget) or `cap`
+    /// (KEYFLIP_MAX_ROTATIONS_PER_SWEEP).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub left_because: Option<&'static str>,
     pub elapsed_ms: u64,
 }
+
+impl SweepSummary {
+    /// Counts one secret's result.
+    pub fn count(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Rotated | Outcome::Repaired | Outcome::Revoked => self.rotated += 1,
+            Outcome::Pending => self.pending += 1,
+            Outcome::Skipped(reason) => {
+                self.skipped += 1;
+                *self
+                    .skipped_by_reason
+                    .entry(skip_label(reason).to_string())
+                    .or_default() += 1;
+            }
+            Outcome::Planned => {
+                self.skipped += 1;
+                *self.skipped_by_reason.entry("planned".to_string()).or_default() += 1;
+            }
+            Outcome::Failed(reason) => {
+                self.failed += 1;
+                *self
+                    .failed_by_reason
+                    .entry(fail_label(reason).to_string())
+                    .or_default() += 1;
+            }
+        }
+    }
+}
+
+/// At most this many per-secret results go into a sweep's answer; the rest are counted
+/// (`results_omitted`) and each is still in the log (DESIGN.md's log contract).
+pub const MAX_SWEEP_RESULTS: usize = 500;
 
 /// A sweep's answer.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SweepReport {
+    /// KEYFLIP_PAUSED was on: nothing was listed, rotated or written.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
     pub summary: SweepSummary,
+    /// The secrets acted on (rotated, pending, planned) or failing; never the skipped ones.
     pub results: Vec<RotationResult>,
+    /// Results beyond [`MAX_SWEEP_RESULTS`], counted in the summary but not listed.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub results_omitted: usize,
     /// Vaults that could not be listed for a reason retrying may fix (throttling, 5xx, time).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
@@ -249,7 +303,103 @@ pub struct SweepReport {
     pub problems: Vec<String>,
 }
 
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 impl SweepReport {
+    /// The report for a terminal: the summary, then one aligned row per secret acted on or
+    /// failing, then what could not be listed and the problems.
+    pub fn text(&self) -> String {
+        let s = &self.summary;
+        let mut out = String::new();
+        if self.paused {
+            out.push_str("keyflip is paused (KEYFLIP_PAUSED=true): nothing was listed or rotated\n");
+        }
+        let reasons = |counts: &BTreeMap<String, usize>| {
+            let parts: Vec<String> = counts.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            match parts.is_empty() {
+                true => String::new(),
+                false => format!(" ({})", parts.join(", ")),
+            }
+        };
+        out.push_str(&format!(
+            "scanned {}, due {}, rotated {}, pending {}, skipped {}{}, failed {}{}, left for the next run {}{} in {} ms\n",
+            s.scanned,
+            s.due,
+            s.rotated,
+            s.pending,
+            s.skipped,
+            reasons(&s.skipped_by_reason),
+            s.failed,
+            reasons(&s.failed_by_reason),
+            s.left_for_next_run,
+            s.left_because.map(|why| format!(" ({why})")).unwrap_or_default(),
+            s.elapsed_ms
+        ));
+        if !self.results.is_empty() {
+            let rows: Vec<[String; 4]> = self
+                .results
+                .iter()
+                .map(|r| {
+                    let slots = match (&r.from, &r.to) {
+                        (Some(from), Some(to)) => format!("{from} -> {to}"),
+                        _ => String::new(),
+                    };
+                    [
+                        format!("{}/{}", r.vault, r.secret),
+                        r.outcome.label(),
+                        slots,
+                        r.message.clone(),
+                    ]
+                })
+                .collect();
+            let header = ["SECRET", "OUTCOME", "SLOTS", "MESSAGE"].map(String::from);
+            let width = |i: usize| {
+                rows.iter()
+                    .chain(std::iter::once(&header))
+                    .map(|row| row[i].chars().count())
+                    .max()
+                    .unwrap_or(0)
+            };
+            let widths = [width(0), width(1), width(2)];
+            for row in std::iter::once(&header).chain(&rows) {
+                out.push_str(&format!(
+                    "{:<w0$}  {:<w1$}  {:<w2$}  {}\n",
+                    row[0],
+                    row[1],
+                    row[2],
+                    row[3],
+                    w0 = widths[0],
+                    w1 = widths[1],
+                    w2 = widths[2]
+                ));
+            }
+        }
+        if self.results_omitted > 0 {
+            out.push_str(&format!("... and {} more (see the log)\n", self.results_omitted));
+        }
+        for line in self.errors.iter().chain(&self.problems) {
+            out.push_str(line);
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Counts `result` and keeps it when it is worth listing (acted on or failing) and there
+    /// is room.
+    pub fn add(&mut self, result: RotationResult) {
+        self.summary.count(result.outcome);
+        if matches!(result.outcome, Outcome::Skipped(_)) {
+            return;
+        }
+        if self.results.len() < MAX_SWEEP_RESULTS {
+            self.results.push(result);
+        } else {
+            self.results_omitted += 1;
+        }
+    }
+
     /// Transient if any rotation was transient or a vault could not be listed for a transient
     /// reason.
     pub fn class(&self) -> Class {

@@ -9,12 +9,15 @@
 //! the others (I10): each rotation runs isolated, a panic in it becomes `failed:internal` for
 //! that secret alone, and the sweep goes on.
 
-use std::collections::BTreeMap;
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BinaryHeap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::stream::{self, FuturesUnordered};
 use futures::{FutureExt, StreamExt};
+use time::OffsetDateTime;
 
 use super::claims::{Claim, Claims};
 use super::decide::{self, Due};
@@ -30,10 +33,79 @@ use crate::store::{SecretSummary, StoreError};
 /// The most one rotation may spend inside a sweep.
 pub const MAX_ROTATION_IN_SWEEP: Duration = Duration::from_secs(30);
 
+/// No rotation starts with less of the sweep's budget left than this (or a third of the
+/// budget, if smaller): it would only leave a pending mark or fail for lack of time.
+pub const MIN_ROTATION_START: Duration = Duration::from_secs(10);
+
+/// What a sweep is asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct SweepOptions {
+    /// The whole sweep's time: no rotation starts after it; what is left goes to the next run.
+    pub budget: Duration,
+    /// Plan only (`keyflip sweep --dry-run`): every due secret is planned, nothing is written.
+    pub dry_run: bool,
+}
+
 /// One secret the sweep looked at, and what it decided.
 enum Decision {
     Rotate(RotationRequest),
     Report(RotationResult),
+}
+
+/// A due secret waiting for a rotation slot. The most urgent first: expired, then the
+/// soonest `exp`, then those without one, then in the order they were listed.
+struct Urgent {
+    rank: (u8, i128, u64),
+    request: RotationRequest,
+}
+
+impl Urgent {
+    fn new(request: RotationRequest, expires: Option<OffsetDateTime>, now: OffsetDateTime, seq: u64) -> Self {
+        let rank = match expires {
+            Some(exp) if exp <= now => (0, exp.unix_timestamp_nanos(), seq),
+            Some(exp) => (1, exp.unix_timestamp_nanos(), seq),
+            None => (2, 0, seq),
+        };
+        Self { rank, request }
+    }
+}
+
+impl PartialEq for Urgent {
+    fn eq(&self, other: &Self) -> bool {
+        self.rank == other.rank
+    }
+}
+
+impl Eq for Urgent {}
+
+impl PartialOrd for Urgent {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Urgent {
+    /// Reversed, so that [`BinaryHeap`] (a max-heap) pops the most urgent.
+    fn cmp(&self, other: &Self) -> Ordering {
+        other.rank.cmp(&self.rank)
+    }
+}
+
+/// Why a vault's listing failed, for the index of claims.
+enum ListingFailure {
+    /// Retrying may help: the index is incomplete, rotations must list again.
+    ForNow,
+    /// keyflip cannot list it (access refused): its claims are unknown
+    /// ([`Claims::unlisted`]).
+    ForGood,
+    /// It does not exist: it holds no secret to protect.
+    Missing,
+}
+
+/// What the merged listings of the swept vaults yield.
+enum Listed {
+    Page(usize, Result<Vec<SecretSummary>, StoreError>),
+    Done(usize),
 }
 
 impl Engine {
@@ -43,109 +115,228 @@ impl Engine {
         self.sweep_vaults(&vaults, budget).await
     }
 
-    /// The sweep of some of the served vaults only (one message of the fan-out queue): a
-    /// vault that is not served is reported as a problem. The index of claims is replaced
-    /// only by a sweep that listed every served vault.
+    /// The sweep of some of the served vaults only (one message of the fan-out queue).
     pub async fn sweep_vaults(&self, vaults: &[VaultName], budget: Duration) -> SweepReport {
+        let options = SweepOptions {
+            budget,
+            dry_run: false,
+        };
+        self.sweep_with(vaults, options).await
+    }
+
+    /// The sweep: every vault of `vaults` listed at once, page by page; each due secret queued
+    /// by urgency as soon as its page arrives and rotated by up to KEYFLIP_CONCURRENCY at a
+    /// time while the listing goes on; no rotation started after the budget or beyond
+    /// KEYFLIP_MAX_ROTATIONS_PER_SWEEP (left to the next run and counted). A vault that is not
+    /// served is reported as a problem. The index of claims is published (to the rotations
+    /// waiting for it, and to later ones) only by a sweep that listed every served vault.
+    pub async fn sweep_with(&self, vaults: &[VaultName], options: SweepOptions) -> SweepReport {
         let started = Instant::now();
-        let deadline = started + budget;
+        let deadline = started + options.budget;
         let mut report = SweepReport::default();
-        let mut listed: Vec<(&VaultName, Vec<SecretSummary>)> = Vec::new();
-        let mut unlisted = Vec::new();
-        let mut complete = true;
+        if self.settings.paused && !options.dry_run {
+            report.paused = true;
+            tracing::warn!(
+                "keyflip is paused (KEYFLIP_PAUSED=true): the sweep lists, rotates and writes nothing"
+            );
+            return self.finish_report(report, started);
+        }
+        let mut served: Vec<&VaultName> = Vec::new();
         for vault in vaults {
             if !self.settings.vaults.contains(vault) {
                 let problem =
                     format!("vault {vault} is not served: add it to KEYFLIP_VAULTS to let keyflip sweep it");
                 log_events::sweep_problem(vault.as_str(), &problem);
                 report.problems.push(problem);
-                continue;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, self.store.list(vault)).await {
-                Ok(Ok(secrets)) => {
-                    report.summary.scanned += secrets.len();
-                    listed.push((vault, secrets));
-                }
-                Ok(Err(StoreError::Transient(e))) => {
-                    complete = false;
-                    report.errors.push(format!("listing vault {vault} failed: {e}"));
-                }
-                Ok(Err(e)) => {
-                    if !matches!(e, StoreError::NotFound(_)) {
-                        unlisted.push(vault.clone());
-                    }
-                    let problem = format!(
-                        "listing vault {vault} failed: {e}; check KEYFLIP_VAULTS and keyflip's access to the vault"
-                    );
-                    log_events::sweep_problem(vault.as_str(), &problem);
-                    report.problems.push(problem);
-                }
-                Err(_) => {
-                    complete = false;
-                    report
-                        .errors
-                        .push(format!("listing vault {vault} ran out of the sweep's budget"));
-                }
+            } else if !served.contains(&vault) {
+                served.push(vault);
             }
         }
-        let claims = Arc::new(
-            Claims::from_listing(
-                listed.iter().map(|(vault, secrets)| (*vault, secrets.as_slice())),
-                &self.settings.allowed_scopes,
-            )
-            .with_unlisted(unlisted),
-        );
-        // A vault that could not be listed for now leaves the index incomplete: rotations must
-        // not rely on it (each lists the vaults again instead).
-        let everything = self.settings.vaults.iter().all(|v| vaults.contains(v));
-        if complete && everything {
-            self.claims.store(self.clock.now(), claims.clone()).await;
-        }
-        // The check of shared resources may take a quarter of what is left, never the rotations'
-        // whole budget.
-        let left = deadline.saturating_duration_since(Instant::now());
-        let refused = self
-            .refuse_shared(&claims, &mut report, Instant::now() + left / 4)
-            .await;
-        let decisions = listed.iter().flat_map(|(vault, secrets)| {
-            secrets
-                .iter()
-                .filter_map(|s| self.decide(vault, s, &refused, deadline))
+        let everything = self.settings.vaults.iter().all(|v| served.contains(&v));
+        let mut building = match everything {
+            true => Some(self.claims.begin().await),
+            false => None,
+        };
+
+        let listings = served.iter().enumerate().map(|(i, vault)| {
+            // A vault's listing ends at its first error (the next page cannot be asked for).
+            let pages = self.store.list_pages(vault).scan(false, |failed, page| {
+                let next = (!*failed).then(|| {
+                    *failed = page.is_err();
+                    page
+                });
+                futures::future::ready(next)
+            });
+            pages
+                .map(move |page| Listed::Page(i, page))
+                .chain(stream::once(async move { Listed::Done(i) }))
+                .boxed()
         });
-        let mut to_rotate = Vec::new();
-        for decision in decisions {
-            match decision {
-                Decision::Rotate(request) => to_rotate.push(request),
-                Decision::Report(result) => {
-                    // What the sweep refused without rotating is an operator's to fix: it goes
-                    // to the log contract like a rotation's failure; a skip does not (one line
-                    // per secret not due would drown the rest).
-                    if matches!(result.outcome, Outcome::Failed(_)) {
-                        log_events::rotation_ended(&result, None);
+        let mut listing = stream::select_all(listings);
+        let mut listed = vec![false; served.len()];
+        let mut listing_over = served.is_empty();
+        let mut claims = Claims::default();
+        let mut complete = true;
+        let mut unlisted = Vec::new();
+        let mut index = None;
+        if listing_over {
+            index = Some(
+                self.publish_index(&mut building, claims.clone(), complete, unlisted.clone())
+                    .await,
+            );
+        }
+
+        let mut queue = BinaryHeap::new();
+        let mut seq = 0u64;
+        let mut dispatched = HashSet::new();
+        let mut running = FuturesUnordered::new();
+        let mut left_because = None;
+        let concurrency = self.settings.concurrency.max(1);
+        let min_start = MIN_ROTATION_START.min(options.budget / 3);
+        loop {
+            while left_because.is_none() && running.len() < concurrency && !queue.is_empty() {
+                if Instant::now() + min_start >= deadline {
+                    left_because = Some("deadline");
+                } else if self
+                    .settings
+                    .max_rotations_per_sweep
+                    .is_some_and(|cap| dispatched.len() >= cap)
+                {
+                    left_because = Some("cap");
+                } else if let Some(next) = queue.pop() {
+                    let Urgent { request, .. } = next;
+                    dispatched.insert(format!("{}/{}", request.vault, request.secret));
+                    running.push(self.rotate_within(request, deadline));
+                }
+            }
+            let nothing_to_start = queue.is_empty() || left_because.is_some();
+            if listing_over && running.is_empty() && nothing_to_start {
+                break;
+            }
+            tokio::select! {
+                Some(result) = running.next(), if !running.is_empty() => report.add(result),
+                next = listing.next(), if !listing_over => {
+                    match next {
+                        Some(Listed::Page(i, Ok(page))) => {
+                            let vault = served[i];
+                            report.summary.scanned += page.len();
+                            claims.add(vault, &page, &self.settings.allowed_scopes);
+                            let now = self.clock.now();
+                            for summary in &page {
+                                match self.decide(vault, summary, deadline, options.dry_run) {
+                                    None => {}
+                                    Some(Decision::Report(result)) => {
+                                        // What the sweep refused without rotating is an
+                                        // operator's to fix: it goes to the log contract like a
+                                        // rotation's failure; a skip does not (one line per
+                                        // secret not due would drown the rest).
+                                        if matches!(result.outcome, Outcome::Failed(_)) {
+                                            log_events::rotation_ended(&result, None);
+                                        }
+                                        report.add(result);
+                                    }
+                                    Some(Decision::Rotate(request)) => {
+                                        report.summary.due += 1;
+                                        seq += 1;
+                                        queue.push(Urgent::new(request, summary.expires, now, seq));
+                                    }
+                                }
+                            }
+                        }
+                        Some(Listed::Page(i, Err(e))) => {
+                            let vault = served[i];
+                            match self.listing_failed(vault, e, &mut report) {
+                                ListingFailure::ForNow => complete = false,
+                                ListingFailure::ForGood => unlisted.push(vault.clone()),
+                                ListingFailure::Missing => {}
+                            }
+                        }
+                        Some(Listed::Done(i)) => listed[i] = true,
+                        None => {}
                     }
-                    report.results.push(result);
+                    if listed.iter().all(|done| *done) {
+                        listing_over = true;
+                        index = Some(self.publish_index(&mut building, claims.clone(), complete, unlisted.clone()).await);
+                    }
+                }
+                () = tokio::time::sleep_until(deadline.into()), if !listing_over => {
+                    let late: Vec<String> = served
+                        .iter()
+                        .zip(&listed)
+                        .filter(|(_, done)| !**done)
+                        .map(|(vault, _)| vault.to_string())
+                        .collect();
+                    report.errors.push(format!(
+                        "listing vault {} ran out of the sweep's budget; the next sweep lists it again",
+                        late.join(", ")
+                    ));
+                    listing_over = true;
+                    index = Some(self.publish_index(&mut building, claims.clone(), false, unlisted.clone()).await);
                 }
             }
         }
-        report.summary.due = to_rotate.len();
-        let rotated: Vec<RotationResult> = futures::stream::iter(to_rotate)
-            .map(|request| self.rotate_within(request, deadline))
-            .buffer_unordered(self.settings.concurrency.max(1))
-            .collect()
-            .await;
-        report.results.extend(rotated);
+        drop(listing);
+        report.summary.left_for_next_run = queue.len();
+        if !queue.is_empty() {
+            report.summary.left_because = left_because;
+        }
+        if let Some(index) = index {
+            let refused = self.refuse_shared(&index, &mut report, deadline).await;
+            for (name, (outcome, message)) in refused {
+                if dispatched.contains(&name) {
+                    continue;
+                }
+                if let Some((vault, secret)) = name.split_once('/')
+                    && let Ok(vault) = VaultName::parse(vault)
+                {
+                    let result = self.report(&vault, secret, outcome, &message);
+                    log_events::rotation_ended(&result, None);
+                    report.add(result);
+                }
+            }
+        }
+        self.finish_report(report, started)
+    }
+
+    /// Ends the listing's part: the index of claims from every page listed, published to the
+    /// cache and the waiting rotations when the sweep listed every served vault completely.
+    async fn publish_index(
+        &self,
+        building: &mut Option<super::claims::Building>,
+        claims: Claims,
+        complete: bool,
+        unlisted: Vec<VaultName>,
+    ) -> Arc<Claims> {
+        let index = Arc::new(claims.with_unlisted(unlisted));
+        if let Some(building) = building.take() {
+            let published = complete.then(|| index.clone());
+            building.finish(self.clock.now(), published).await;
+        }
+        index
+    }
+
+    /// Reports a vault whose listing failed, and says what that means for the index.
+    fn listing_failed(&self, vault: &VaultName, e: StoreError, report: &mut SweepReport) -> ListingFailure {
+        if let StoreError::Transient(e) = e {
+            report.errors.push(format!("listing vault {vault} failed: {e}"));
+            return ListingFailure::ForNow;
+        }
+        let problem = format!(
+            "listing vault {vault} failed: {e}; check KEYFLIP_VAULTS and keyflip's access to the vault"
+        );
+        log_events::sweep_problem(vault.as_str(), &problem);
+        report.problems.push(problem);
+        match e {
+            StoreError::NotFound(_) => ListingFailure::Missing,
+            _ => ListingFailure::ForGood,
+        }
+    }
+
+    /// Sorts the results, stamps the time, logs the summary.
+    fn finish_report(&self, mut report: SweepReport, started: Instant) -> SweepReport {
         report
             .results
             .sort_by(|a, b| (&a.vault, &a.secret).cmp(&(&b.vault, &b.secret)));
-        for result in &report.results {
-            match result.outcome {
-                Outcome::Rotated | Outcome::Repaired | Outcome::Revoked => report.summary.rotated += 1,
-                Outcome::Pending => report.summary.pending += 1,
-                Outcome::Skipped(_) | Outcome::Planned => report.summary.skipped += 1,
-                Outcome::Failed(_) => report.summary.failed += 1,
-            }
-        }
         report.summary.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         for error in &report.errors {
             tracing::warn!("{error}");
@@ -270,8 +461,8 @@ impl Engine {
         &self,
         vault: &VaultName,
         summary: &SecretSummary,
-        refused: &BTreeMap<String, (Outcome, String)>,
         deadline: Instant,
+        dry_run: bool,
     ) -> Option<Decision> {
         let tags = decide::sweep_tags(&summary.tags, self.settings.lead_days)?;
         let name = summary.name.as_str();
@@ -281,6 +472,16 @@ impl Engine {
                 name,
                 Outcome::Skipped(SkipReason::Disabled),
                 "the secret is disabled",
+            )));
+        }
+        if crate::domain::tags::tag(&summary.tags, crate::domain::tags::ROTATION_ENABLED)
+            .is_some_and(|v| v.eq_ignore_ascii_case("false"))
+        {
+            return Some(Decision::Report(self.report(
+                vault,
+                name,
+                Outcome::Skipped(SkipReason::OptedOut),
+                "the secret's RotationEnabled tag is false",
             )));
         }
         let tags = match tags {
@@ -296,9 +497,6 @@ impl Engine {
         };
         if let Some(expires) = summary.expires.filter(|exp| *exp <= self.clock.now()) {
             log_events::secret_expired(vault.as_str(), name, expires);
-        }
-        if let Some((outcome, message)) = refused.get(&format!("{vault}/{name}")) {
-            return Some(Decision::Report(self.report(vault, name, *outcome, message)));
         }
         match decide::due(&tags, summary.expires, self.clock.now(), self.settings.lead_days) {
             Due::NotDue => Some(Decision::Report(self.report(
@@ -316,7 +514,7 @@ impl Engine {
                 secret: summary.name.clone(),
                 trigger: TriggerKind::Timer,
                 event_version: None,
-                dry_run: false,
+                dry_run,
                 force: false,
                 budget: deadline.saturating_duration_since(Instant::now()),
             })),

@@ -19,11 +19,12 @@ use azure_core::credentials::TokenCredential;
 use azure_core::error::ErrorKind;
 use azure_core::http::{ClientOptions, RequestContent};
 use azure_security_keyvault_secrets::models::{
-    Secret, SecretAttributes, SecretClientUpdateSecretPropertiesOptions, SetSecretParameters,
-    UpdateSecretPropertiesParameters,
+    Secret, SecretAttributes, SecretClientUpdateSecretPropertiesOptions, SecretProperties,
+    SetSecretParameters, UpdateSecretPropertiesParameters,
 };
 use azure_security_keyvault_secrets::{ResourceExt, SecretClient, SecretClientOptions};
-use futures::TryStreamExt;
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use serde_json::Value;
 use url::Url;
 
@@ -31,6 +32,30 @@ use super::{LoadedSecret, NewVersion, SecretStore, SecretSummary, StoreError};
 use crate::azure::arm::{error_chain, one_line, truncate};
 use crate::domain::tags::Tags;
 use crate::domain::{ApiKey, SecretName, SecretVersion, VaultName};
+
+/// A listed secret's properties as the store's summary.
+fn summary(
+    vault: &VaultName,
+    doing: &str,
+    properties: SecretProperties,
+) -> Result<SecretSummary, StoreError> {
+    let id = properties.resource_id().map_err(|e| {
+        StoreError::Permanent(format!(
+            "Key Vault {vault}: {doing}: an item has no usable secret id: {}",
+            error_chain(&e)
+        ))
+    })?;
+    let name = SecretName::parse(&id.name)
+        .map_err(|e| StoreError::Permanent(format!("Key Vault {vault}: {doing}: {e}")))?;
+    let attributes = properties.attributes.unwrap_or_default();
+    Ok(SecretSummary {
+        name,
+        tags: to_tags(properties.tags),
+        enabled: attributes.enabled.unwrap_or(true),
+        expires: attributes.expires,
+        updated: attributes.updated,
+    })
+}
 
 /// One configured vault.
 struct Vault {
@@ -236,36 +261,31 @@ impl SecretStore for KeyVaultStore {
         })
     }
 
-    async fn list(&self, vault: &VaultName) -> Result<Vec<SecretSummary>, StoreError> {
-        let doing = "listing secrets";
-        let client = self.client(vault)?;
-        let mut pager = client
-            .list_secret_properties(None)
-            .map_err(|e| store_error(vault, doing, &e))?;
-        let mut summaries = Vec::new();
-        while let Some(properties) = pager
-            .try_next()
-            .await
-            .map_err(|e| store_error(vault, doing, &e))?
-        {
-            let id = properties.resource_id().map_err(|e| {
-                StoreError::Permanent(format!(
-                    "Key Vault {vault}: {doing}: an item has no usable secret id: {}",
-                    error_chain(&e)
-                ))
-            })?;
-            let name = SecretName::parse(&id.name)
-                .map_err(|e| StoreError::Permanent(format!("Key Vault {vault}: {doing}: {e}")))?;
-            let attributes = properties.attributes.unwrap_or_default();
-            summaries.push(SecretSummary {
-                name,
-                tags: to_tags(properties.tags),
-                enabled: attributes.enabled.unwrap_or(true),
-                expires: attributes.expires,
-                updated: attributes.updated,
-            });
-        }
-        Ok(summaries)
+    fn list_pages<'a>(
+        &'a self,
+        vault: &'a VaultName,
+    ) -> BoxStream<'a, Result<Vec<SecretSummary>, StoreError>> {
+        const DOING: &str = "listing secrets";
+        let pages = match self.client(vault).and_then(|client| {
+            client
+                .list_secret_properties(None)
+                .map_err(|e| store_error(vault, DOING, &e))
+        }) {
+            Ok(pager) => pager.into_pages(),
+            Err(e) => return futures::stream::once(async move { Err(e) }).boxed(),
+        };
+        pages
+            .map(move |page| {
+                let page = page
+                    .map_err(|e| store_error(vault, DOING, &e))?
+                    .into_model()
+                    .map_err(|e| store_error(vault, DOING, &e))?;
+                page.value
+                    .into_iter()
+                    .map(|properties| summary(vault, DOING, properties))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .boxed()
     }
 
     async fn publish(

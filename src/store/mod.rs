@@ -3,6 +3,8 @@
 
 pub mod keyvault;
 
+use futures::TryStreamExt;
+use futures::stream::BoxStream;
 use time::OffsetDateTime;
 
 use crate::domain::tags::Tags;
@@ -67,7 +69,16 @@ pub trait SecretStore: Send + Sync + std::fmt::Debug {
     async fn latest(&self, vault: &VaultName, name: &SecretName) -> Result<LoadedSecret, StoreError>;
 
     /// Every secret of a vault with its latest version's properties (no values).
-    async fn list(&self, vault: &VaultName) -> Result<Vec<SecretSummary>, StoreError>;
+    async fn list(&self, vault: &VaultName) -> Result<Vec<SecretSummary>, StoreError> {
+        self.list_pages(vault).try_concat().await
+    }
+
+    /// The same, page by page as Key Vault answers them (each page needs the one before it),
+    /// so a caller can act on the first secrets while the rest are still being listed.
+    fn list_pages<'a>(
+        &'a self,
+        vault: &'a VaultName,
+    ) -> BoxStream<'a, Result<Vec<SecretSummary>, StoreError>>;
 
     /// Writes a new version; returns its id.
     async fn publish(

@@ -123,10 +123,23 @@ pub fn reply(report: &SweepReport, timer: &TimerInfo) -> Reply {
     };
     let s = &report.summary;
     let mut logs = timer_lines(timer);
+    if report.paused {
+        logs.push("skipped:paused: KEYFLIP_PAUSED is true, so the sweep listed and rotated nothing".into());
+    }
     logs.push(format!(
         "sweep: scanned {}, due {}, rotated {}, pending {}, skipped {}, failed {} in {} ms",
         s.scanned, s.due, s.rotated, s.pending, s.skipped, s.failed, s.elapsed_ms
     ));
+    if s.left_for_next_run > 0 {
+        logs.push(format!(
+            "{} due secrets left for the next run ({})",
+            s.left_for_next_run,
+            match s.left_because {
+                Some("cap") => "KEYFLIP_MAX_ROTATIONS_PER_SWEEP reached",
+                _ => "the sweep's budget ran out",
+            }
+        ));
+    }
     logs.extend(report.errors.iter().cloned());
     logs.extend(report.problems.iter().cloned());
     let notable: Vec<_> = report
@@ -254,6 +267,7 @@ mod tests {
                 .collect(),
             errors: errors.iter().map(|e| e.to_string()).collect(),
             problems: Vec::new(),
+            ..SweepReport::default()
         }
     }
 

@@ -51,7 +51,16 @@ async fn held_lease_stops_every_trigger(app: TestApp) {
         event.body
     );
     assert_eq!(sweep.status, 200, "{:?}", sweep.body);
-    assert_eq!(sweep.outcome_for(VAULT, "held"), "skipped:locked");
+    assert!(
+        sweep.result_for(VAULT, "held").is_none(),
+        "skipped secrets are counted, not listed"
+    );
+    assert_eq!(
+        sweep.result()["summary"]["skipped_by_reason"]["locked"],
+        1,
+        "{:?}",
+        sweep.body
+    );
     assert_eq!(manual.status, 409, "{:?}", manual.body);
     assert!(
         manual.message().contains("a rotation of held is in progress"),

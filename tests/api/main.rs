@@ -22,3 +22,4 @@ mod review7;
 mod revoke;
 mod secrets;
 mod sweep;
+mod sweep_controls;

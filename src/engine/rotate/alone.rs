@@ -3,10 +3,12 @@
 //! resource, listed across every served vault, and the reads of the other claimants.
 
 use super::*;
+use crate::engine::claims::Lookup;
 
 impl Engine {
     /// The index of which secrets name each resource: the last one if fresh (and `listing`
-    /// allows a cached one), else every served vault listed again, concurrently. A vault that
+    /// allows a cached one), or the one a running sweep is building (waited for), else every
+    /// served vault listed again, concurrently. A vault that
     /// cannot be listed for now fails the rotation (a retry will resume); one keyflip cannot
     /// list for good is left out with a warning and named in [`Claims::unlisted`].
     pub(super) async fn claims_now(
@@ -15,10 +17,24 @@ impl Engine {
         deadline: Instant,
     ) -> Result<Arc<Claims>, Finish> {
         let now = self.clock.now();
-        if listing == Listing::Cached
-            && let Some(claims) = self.claims.fresh(now).await
-        {
-            return Ok(claims);
+        if listing == Listing::Cached {
+            match self.claims.lookup(now).await {
+                Lookup::Fresh(claims) => return Ok(claims),
+                Lookup::Building(mut receiver) => {
+                    let waiting = Lookup::wait(&mut receiver);
+                    let built = self
+                        .within(
+                            deadline,
+                            "waiting for the sweep's listing of the served vaults",
+                            waiting,
+                        )
+                        .await?;
+                    if let Some(claims) = built {
+                        return Ok(claims);
+                    }
+                }
+                Lookup::Missing => {}
+            }
         }
         let lists = self.settings.vaults.iter().map(|vault| async move {
             let listing = self.within(deadline, "listing the served vaults", self.store.list(vault));

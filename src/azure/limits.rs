@@ -1,0 +1,554 @@
+//! Client-side limits on the calls keyflip makes to Key Vault and Resource Manager, so a
+//! sweep of thousands of secrets runs at the speed Azure allows instead of into its throttling.
+//!
+//! It owns [`AzureLimits`] (the limits and their state, per vault and per subscription) and
+//! [`LimitedClient`], the HTTP client every Azure SDK client sends through: before each attempt
+//! (retries included) it waits for a slot and a token of the call's kind, and after the answer
+//! it learns from it. It knows no secret and no rotation; it never reads a body.
+//!
+//! What is limited, from `../shared/reference/queues-flex-and-limits.md` §5:
+//! - **Key Vault, per vault** (a host of KEYFLIP_VAULTS), per 10 seconds: 300 secret creations
+//!   (PUT, a new version) and 4,000 other transactions (GET, list pages, PATCH). A sliding
+//!   window of the last 10 s at [`HEADROOM`] of each figure, so no 10 s window ever exceeds it,
+//!   however Key Vault counts. Key Vault answers 429 without `Retry-After`: the vault's kind is
+//!   then held back for a second, doubling to 16 s while 429s go on (the back-off Key Vault
+//!   documents).
+//! - **Resource Manager, per subscription** (`/subscriptions/{id}/…` on KEYFLIP_ARM_ENDPOINT):
+//!   token buckets of 250 reads refilled at 25/s and 200 writes (PUT, PATCH, POST actions such
+//!   as listKeys and regenerateKey) refilled at 10/s, deletes as writes. Every answer's
+//!   `x-ms-ratelimit-remaining-subscription-reads|writes` lowers the local bucket to what Azure
+//!   says is left (another client may share it); a 429's `Retry-After` holds the kind back
+//!   until then.
+//! - **At most [`MAX_IN_FLIGHT`] calls at once** per vault and per subscription.
+//!
+//! Other hosts (the token endpoint, storage, data planes) pass through unlimited. The jittered
+//! retry itself is the pipeline's ([`super::transport::retry_options`]).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use azure_core::http::headers::{HeaderName, Headers, RETRY_AFTER};
+use azure_core::http::{AsyncRawResponse, HttpClient, Method, Request, StatusCode};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use url::Url;
+
+/// Calls in flight at once per vault and per subscription.
+pub const MAX_IN_FLIGHT: usize = 16;
+
+/// The share of each documented limit keyflip allows itself.
+pub const HEADROOM: f64 = 0.95;
+
+/// Key Vault's window.
+const VAULT_WINDOW: Duration = Duration::from_secs(10);
+/// Key Vault, per vault per 10 s: secret creations, and every other transaction.
+const VAULT_CREATES: usize = 300;
+const VAULT_OTHERS: usize = 4000;
+/// Resource Manager, per subscription: bucket sizes and refill per second.
+const ARM_READS: (f64, f64) = (250.0, 25.0);
+const ARM_WRITES: (f64, f64) = (200.0, 10.0);
+/// Hold-back after a Key Vault 429 (no `Retry-After`): from 1 s, doubling to 16 s.
+const VAULT_BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(16));
+/// The longest `Retry-After` obeyed for the whole subscription.
+const MAX_HOLD: Duration = Duration::from_secs(60);
+
+const REMAINING_READS: HeaderName = HeaderName::from_static("x-ms-ratelimit-remaining-subscription-reads");
+const REMAINING_WRITES: HeaderName = HeaderName::from_static("x-ms-ratelimit-remaining-subscription-writes");
+
+/// Which limit a call counts against.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Target {
+    Vault(String),
+    Subscription(String),
+}
+
+/// The kind of a call, as each service counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Kind {
+    /// Key Vault: a secret creation (PUT). Resource Manager: PUT, PATCH, POST, DELETE.
+    Write,
+    /// Key Vault: everything else. Resource Manager: GET, HEAD.
+    Read,
+}
+
+/// The limits of every vault and subscription keyflip calls, and how much of each is used.
+#[derive(Debug)]
+pub struct AzureLimits {
+    vault_hosts: Vec<String>,
+    arm_host: String,
+    state: Mutex<HashMap<Target, Limiter>>,
+}
+
+/// Counts of what the limits did, for the bench and the logs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LimitStats {
+    /// Calls that had to wait for a token or a slot.
+    pub delayed: u64,
+    /// 429 answers received.
+    pub throttled: u64,
+}
+
+impl AzureLimits {
+    /// Limits for the vaults at `vault_urls` and Resource Manager at `arm_endpoint`.
+    pub fn new<'a>(vault_urls: impl IntoIterator<Item = &'a Url>, arm_endpoint: &Url) -> Self {
+        let host = |url: &Url| url.host_str().unwrap_or_default().to_ascii_lowercase();
+        Self {
+            vault_hosts: vault_urls.into_iter().map(host).collect(),
+            arm_host: host(arm_endpoint),
+            state: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// What the limits did so far, over every vault and subscription.
+    pub fn stats(&self) -> LimitStats {
+        let state = self.lock();
+        state.values().fold(LimitStats::default(), |mut total, limiter| {
+            total.delayed += limiter.stats.delayed;
+            total.throttled += limiter.stats.throttled;
+            total
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Target, Limiter>> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The limit a call to `url` with `method` counts against, if any.
+    fn classify(&self, url: &Url, method: Method) -> Option<(Target, Kind)> {
+        let host = url.host_str()?.to_ascii_lowercase();
+        if self.vault_hosts.contains(&host) {
+            let kind = match method {
+                Method::Put => Kind::Write,
+                _ => Kind::Read,
+            };
+            return Some((Target::Vault(host), kind));
+        }
+        if host == self.arm_host {
+            let mut segments = url.path_segments()?;
+            let subscription = match (segments.next(), segments.next()) {
+                (Some(s), Some(id)) if s.eq_ignore_ascii_case("subscriptions") && !id.is_empty() => {
+                    id.to_ascii_lowercase()
+                }
+                _ => return None,
+            };
+            let kind = match method {
+                Method::Get | Method::Head => Kind::Read,
+                _ => Kind::Write,
+            };
+            return Some((Target::Subscription(subscription), kind));
+        }
+        None
+    }
+
+    /// Waits until the call may be sent: a slot, then a token of its kind. The permit is the
+    /// slot, held until the answer (`None` only if the semaphore were closed; none ever is).
+    async fn admit(&self, target: &Target, kind: Kind) -> Option<OwnedSemaphorePermit> {
+        let slots = self
+            .lock()
+            .entry(target.clone())
+            .or_insert_with(|| Limiter::new(target))
+            .slots
+            .clone();
+        let (permit, mut delayed) = match slots.clone().try_acquire_owned() {
+            Ok(permit) => (Some(permit), false),
+            Err(_) => (slots.acquire_owned().await.ok(), true),
+        };
+        loop {
+            let wait = {
+                let mut state = self.lock();
+                let limiter = state
+                    .entry(target.clone())
+                    .or_insert_with(|| Limiter::new(target));
+                let wait = limiter.take(kind, Instant::now());
+                if wait.is_none() && delayed {
+                    limiter.stats.delayed += 1;
+                }
+                wait
+            };
+            match wait {
+                None => return permit,
+                Some(wait) => {
+                    delayed = true;
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    /// Learns from an answer: a 429 holds the kind back, Resource Manager's remaining count
+    /// lowers the bucket.
+    fn observe(&self, target: &Target, kind: Kind, status: StatusCode, headers: &Headers) {
+        let mut state = self.lock();
+        let Some(limiter) = state.get_mut(target) else {
+            return;
+        };
+        let now = Instant::now();
+        if status == StatusCode::TooManyRequests {
+            limiter.stats.throttled += 1;
+            let hold = match target {
+                Target::Subscription(_) => headers
+                    .get_optional_str(&RETRY_AFTER)
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map_or(VAULT_BACKOFF.0, Duration::from_secs)
+                    .min(MAX_HOLD),
+                Target::Vault(_) => limiter.next_backoff(kind),
+            };
+            limiter.hold(kind, now + hold);
+            return;
+        }
+        limiter.backoff.remove(&kind);
+        let remaining = match kind {
+            Kind::Read => &REMAINING_READS,
+            Kind::Write => &REMAINING_WRITES,
+        };
+        if let Some(left) = headers
+            .get_optional_str(remaining)
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            && let Some(Pace::Bucket(bucket)) = limiter.paces.get_mut(&kind)
+        {
+            bucket.lower_to(left, now);
+        }
+    }
+}
+
+/// One vault's or subscription's state.
+#[derive(Debug)]
+struct Limiter {
+    slots: Arc<Semaphore>,
+    paces: HashMap<Kind, Pace>,
+    /// No call of the kind before this instant (after a 429).
+    held: HashMap<Kind, Instant>,
+    /// The next hold-back after a Key Vault 429.
+    backoff: HashMap<Kind, Duration>,
+    stats: LimitStats,
+}
+
+impl Limiter {
+    fn new(target: &Target) -> Self {
+        let paces = match target {
+            Target::Vault(_) => HashMap::from([
+                (
+                    Kind::Write,
+                    Pace::Window(Window::new(allowed(VAULT_CREATES), VAULT_WINDOW)),
+                ),
+                (
+                    Kind::Read,
+                    Pace::Window(Window::new(allowed(VAULT_OTHERS), VAULT_WINDOW)),
+                ),
+            ]),
+            Target::Subscription(_) => HashMap::from([
+                (Kind::Read, Pace::Bucket(Bucket::new(ARM_READS))),
+                (Kind::Write, Pace::Bucket(Bucket::new(ARM_WRITES))),
+            ]),
+        };
+        Self {
+            slots: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            paces,
+            held: HashMap::new(),
+            backoff: HashMap::new(),
+            stats: LimitStats::default(),
+        }
+    }
+
+    /// Takes a token of `kind` now (`None`), or says how long to wait before asking again.
+    fn take(&mut self, kind: Kind, now: Instant) -> Option<Duration> {
+        if let Some(until) = self.held.get(&kind).copied() {
+            if until > now {
+                return Some(until - now);
+            }
+            self.held.remove(&kind);
+        }
+        self.paces.get_mut(&kind).and_then(|pace| pace.take(now))
+    }
+
+    fn hold(&mut self, kind: Kind, until: Instant) {
+        let held = self.held.entry(kind).or_insert(until);
+        *held = (*held).max(until);
+    }
+
+    fn next_backoff(&mut self, kind: Kind) -> Duration {
+        let next = self.backoff.entry(kind).or_insert(VAULT_BACKOFF.0);
+        let now = *next;
+        *next = (*next * 2).min(VAULT_BACKOFF.1);
+        now
+    }
+}
+
+/// The documented figure less the headroom, at least 1.
+fn allowed(limit: usize) -> usize {
+    let scaled = (limit as f64 * HEADROOM).floor();
+    if scaled < 1.0 { 1 } else { scaled as usize }
+}
+
+/// How one kind of call is paced.
+#[derive(Debug)]
+enum Pace {
+    Window(Window),
+    Bucket(Bucket),
+}
+
+impl Pace {
+    fn take(&mut self, now: Instant) -> Option<Duration> {
+        match self {
+            Pace::Window(window) => window.take(now),
+            Pace::Bucket(bucket) => bucket.take(now),
+        }
+    }
+}
+
+/// At most `limit` calls in any `span`: the send times of the last `limit` calls.
+#[derive(Debug)]
+struct Window {
+    limit: usize,
+    span: Duration,
+    sent: VecDeque<Instant>,
+}
+
+impl Window {
+    fn new(limit: usize, span: Duration) -> Self {
+        Self {
+            limit: limit.max(1),
+            span,
+            sent: VecDeque::new(),
+        }
+    }
+
+    fn take(&mut self, now: Instant) -> Option<Duration> {
+        while self
+            .sent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= self.span)
+        {
+            self.sent.pop_front();
+        }
+        if self.sent.len() < self.limit {
+            self.sent.push_back(now);
+            return None;
+        }
+        let oldest = self.sent.front().copied().unwrap_or(now);
+        Some(
+            (oldest + self.span)
+                .saturating_duration_since(now)
+                .max(Duration::from_millis(1)),
+        )
+    }
+}
+
+/// A token bucket: `capacity` tokens, refilled at `per_second`.
+#[derive(Debug)]
+struct Bucket {
+    capacity: f64,
+    per_second: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn new((capacity, per_second): (f64, f64)) -> Self {
+        let capacity = (capacity * HEADROOM).floor().max(1.0);
+        Self {
+            capacity,
+            per_second: per_second * HEADROOM,
+            tokens: capacity,
+            at: Instant::now(),
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.per_second).min(self.capacity);
+        self.at = now;
+    }
+
+    fn take(&mut self, now: Instant) -> Option<Duration> {
+        self.refill(now);
+        // The tolerance absorbs rounding: a caller that waited the time asked for gets its token.
+        if self.tokens + 1e-9 >= 1.0 {
+            self.tokens = (self.tokens - 1.0).max(0.0);
+            return None;
+        }
+        let missing = 1.0 - self.tokens;
+        Some(Duration::from_secs_f64(missing / self.per_second).max(Duration::from_millis(1)))
+    }
+
+    /// Azure says `left` tokens remain: never believe in more than that.
+    fn lower_to(&mut self, left: f64, now: Instant) {
+        self.refill(now);
+        self.tokens = self.tokens.min(left.max(0.0));
+    }
+}
+
+/// The HTTP client every Azure SDK client sends through: the shared reqwest client, with
+/// [`AzureLimits`] applied to every attempt.
+#[derive(Debug, Clone)]
+pub struct LimitedClient {
+    inner: reqwest::Client,
+    limits: Arc<AzureLimits>,
+}
+
+impl LimitedClient {
+    pub fn new(inner: reqwest::Client, limits: Arc<AzureLimits>) -> Self {
+        Self { inner, limits }
+    }
+}
+
+#[async_trait::async_trait]
+impl HttpClient for LimitedClient {
+    async fn execute_request(&self, request: &Request) -> azure_core::Result<AsyncRawResponse> {
+        let Some((target, kind)) = self.limits.classify(request.url(), request.method()) else {
+            return self.inner.execute_request(request).await;
+        };
+        let permit = self.limits.admit(&target, kind).await;
+        let answer = self.inner.execute_request(request).await;
+        drop(permit);
+        if let Ok(response) = &answer {
+            self.limits
+                .observe(&target, kind, response.status(), response.headers());
+        }
+        answer
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> AzureLimits {
+        let vault = Url::parse("https://kv1.vault.azure.net/").unwrap();
+        AzureLimits::new([&vault], &Url::parse("https://management.azure.com").unwrap())
+    }
+
+    fn url(s: &str) -> Url {
+        Url::parse(s).unwrap()
+    }
+
+    #[test]
+    fn calls_are_classified_as_each_service_counts_them() {
+        let l = limits();
+        let vault = Target::Vault("kv1.vault.azure.net".into());
+        assert_eq!(
+            l.classify(&url("https://KV1.vault.azure.net/secrets/a"), Method::Put),
+            Some((vault.clone(), Kind::Write))
+        );
+        assert_eq!(
+            l.classify(&url("https://kv1.vault.azure.net/secrets/a/v"), Method::Patch),
+            Some((vault.clone(), Kind::Read)),
+            "PATCH is one of Key Vault's 'other transactions'"
+        );
+        assert_eq!(
+            l.classify(&url("https://kv1.vault.azure.net/secrets"), Method::Get),
+            Some((vault, Kind::Read))
+        );
+        let sub = Target::Subscription("3f2a1b4c".into());
+        let arm = "https://management.azure.com/subscriptions/3F2A1B4C/resourceGroups/r/providers/Microsoft.CognitiveServices/accounts/a";
+        assert_eq!(
+            l.classify(&url(&format!("{arm}/regenerateKey")), Method::Post),
+            Some((sub.clone(), Kind::Write))
+        );
+        assert_eq!(l.classify(&url(arm), Method::Get), Some((sub, Kind::Read)));
+        assert_eq!(
+            l.classify(&url("https://management.azure.com/providers/x"), Method::Get),
+            None
+        );
+        assert_eq!(
+            l.classify(&url("https://kv2.vault.azure.net/secrets"), Method::Get),
+            None
+        );
+        assert_eq!(
+            l.classify(&url("https://login.microsoftonline.com/t"), Method::Post),
+            None
+        );
+    }
+
+    #[test]
+    fn a_window_never_admits_more_than_its_limit_in_any_span() {
+        let start = Instant::now();
+        let mut window = Window::new(3, Duration::from_secs(10));
+        for _ in 0..3 {
+            assert_eq!(window.take(start), None);
+        }
+        assert_eq!(window.take(start), Some(Duration::from_secs(10)));
+        let later = start + Duration::from_secs(4);
+        assert_eq!(window.take(later), Some(Duration::from_secs(6)));
+        assert_eq!(window.take(start + Duration::from_secs(10)), None);
+    }
+
+    #[test]
+    fn a_bucket_bursts_then_refills_at_its_rate_and_believes_azure_s_remaining_count() {
+        let mut bucket = Bucket::new((4.0, 2.0));
+        let now = bucket.at;
+        assert_eq!(bucket.capacity, 3.0, "95% of 4, rounded down");
+        for _ in 0..3 {
+            assert_eq!(bucket.take(now), None);
+        }
+        let wait = bucket.take(now).unwrap();
+        assert!((wait.as_secs_f64() - 1.0 / 1.9).abs() < 1e-6, "{wait:?}");
+        assert_eq!(bucket.take(now + wait), None);
+        let mut shared = Bucket::new((200.0, 10.0));
+        let now = shared.at;
+        shared.lower_to(0.0, now);
+        assert!(shared.take(now).is_some(), "Azure says none are left");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_vault_429_holds_its_kind_back_doubling_and_a_success_resets_it() {
+        let l = limits();
+        let vault = Target::Vault("kv1.vault.azure.net".into());
+        drop(l.admit(&vault, Kind::Read).await);
+        l.observe(&vault, Kind::Read, StatusCode::TooManyRequests, &Headers::new());
+        let start = Instant::now();
+        drop(l.admit(&vault, Kind::Read).await);
+        assert_eq!(start.elapsed(), Duration::from_secs(1));
+        drop(l.admit(&vault, Kind::Write).await);
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_secs(1),
+            "writes are not held back"
+        );
+        l.observe(&vault, Kind::Read, StatusCode::TooManyRequests, &Headers::new());
+        let again = Instant::now();
+        drop(l.admit(&vault, Kind::Read).await);
+        assert_eq!(again.elapsed(), Duration::from_secs(2));
+        l.observe(&vault, Kind::Read, StatusCode::Ok, &Headers::new());
+        l.observe(&vault, Kind::Read, StatusCode::TooManyRequests, &Headers::new());
+        let reset = Instant::now();
+        drop(l.admit(&vault, Kind::Read).await);
+        assert_eq!(reset.elapsed(), Duration::from_secs(1));
+        assert_eq!(l.stats().throttled, 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_arm_429_holds_the_subscription_for_its_retry_after() {
+        let l = limits();
+        let sub = Target::Subscription("s".into());
+        drop(l.admit(&sub, Kind::Write).await);
+        let mut headers = Headers::new();
+        headers.insert(RETRY_AFTER, "7");
+        l.observe(&sub, Kind::Write, StatusCode::TooManyRequests, &headers);
+        let start = Instant::now();
+        drop(l.admit(&sub, Kind::Write).await);
+        assert_eq!(start.elapsed(), Duration::from_secs(7));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_more_than_max_in_flight_calls_run_at_once() {
+        let l = Arc::new(limits());
+        let sub = Target::Subscription("s".into());
+        let mut held = Vec::new();
+        for _ in 0..MAX_IN_FLIGHT {
+            held.push(l.admit(&sub, Kind::Read).await);
+        }
+        let waiting = {
+            let l = l.clone();
+            let sub = sub.clone();
+            tokio::spawn(async move { drop(l.admit(&sub, Kind::Read).await) })
+        };
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(!waiting.is_finished(), "the 17th call waits for a slot");
+        held.pop();
+        waiting.await.unwrap();
+    }
+}

@@ -1,0 +1,308 @@
+//! Issue 9, item 1: the sweep at scale and the operator's controls — KEYFLIP_PAUSED, the
+//! `RotationEnabled=false` tag, KEYFLIP_MAX_ROTATIONS_PER_SWEEP, the bounded answer, urgency
+//! order, rotations starting while the listing goes on, the deadline, and `keyflip sweep`.
+
+use emulator::faults::LatencyRule;
+use serde_json::{Value, json};
+
+use crate::helpers::{SecretSpec, TestApp, VAULT, run_keyflip, spawn_app, spawn_app_with};
+
+/// A managed secret of its own account (`acc-<name>`), expiring in `days` (negative: expired).
+async fn seed_due(app: &TestApp, name: &str, days: i64) -> SecretSpec {
+    let mut spec = SecretSpec::new(name, &format!("acc-{name}"));
+    spec.expires_in_days = Some(days);
+    app.seed_account(&spec.account, "OpenAI").await;
+    app.seed_secret(spec.clone()).await;
+    spec
+}
+
+/// The resource ids regenerated, in the order the emulator received the calls.
+async fn regenerated_accounts(app: &TestApp) -> Vec<String> {
+    app.control
+        .calls(Some("Accounts_RegenerateKey"))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.status == 200 || c.status == 202)
+        .map(|c| c.target.rsplit('/').next().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_answers_skipped_paused_on_every_trigger_and_writes_nothing() {
+    // Arrange: a due secret, keyflip paused
+    let app = spawn_app_with(&[("KEYFLIP_PAUSED", "true")]).await;
+    seed_due(&app, "due", 5).await;
+    app.control.clear_calls().await.unwrap();
+
+    // Act
+    let sweep = app.sweep().await;
+    let event = app.deliver_for_latest("SecretNearExpiry", "due").await;
+    let manual = app.manual(VAULT, "due", "").await;
+
+    // Assert: the sweep says it is paused and listed nothing; each trigger skipped
+    assert_eq!(sweep.status, 200, "{:?}", sweep.body);
+    assert_eq!(sweep.result()["paused"], true, "{:?}", sweep.body);
+    assert_eq!(sweep.result()["summary"]["scanned"], 0);
+    assert!(app.control.calls(Some("GetSecrets")).await.unwrap().is_empty());
+    assert_eq!(event.outcome(), "skipped:paused", "{:?}", event.body);
+    assert_eq!((manual.status, manual.outcome()), (409, "skipped:paused"));
+    assert!(
+        manual.message().contains("KEYFLIP_PAUSED"),
+        "{}",
+        manual.message()
+    );
+
+    // Assert: nothing written, nothing regenerated
+    assert!(app.writes().await.is_empty());
+    assert_eq!(app.regenerations("acc-due").await, [0, 0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_enabled_false_opts_a_secret_out_of_every_trigger() {
+    // Arrange: two due secrets, one opted out
+    let app = spawn_app().await;
+    seed_due(&app, "rotates", 5).await;
+    let mut out = SecretSpec::new("opted-out", "acc-opted-out").tag("RotationEnabled", "false");
+    out.expires_in_days = Some(5);
+    app.seed_account("acc-opted-out", "OpenAI").await;
+    app.seed_secret(out).await;
+
+    // Act
+    let sweep = app.sweep().await;
+    let event = app.deliver_for_latest("SecretNearExpiry", "opted-out").await;
+    let manual = app.manual(VAULT, "opted-out", "?force=true").await;
+
+    // Assert: counted under opted-out, not listed, never regenerated
+    let summary = &sweep.result()["summary"];
+    assert_eq!(summary["rotated"], 1, "{summary}");
+    assert_eq!(summary["skipped_by_reason"]["opted-out"], 1, "{summary}");
+    assert!(sweep.result_for(VAULT, "opted-out").is_none());
+    assert_eq!(event.outcome(), "skipped:opted-out", "{:?}", event.body);
+    assert_eq!((manual.status, manual.outcome()), (409, "skipped:opted-out"));
+    assert!(
+        manual.message().contains("RotationEnabled"),
+        "{}",
+        manual.message()
+    );
+    assert_eq!(app.regenerations("acc-opted-out").await, [0, 0]);
+    assert_eq!(app.versions(VAULT, "opted-out").await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rotation_cap_takes_the_most_urgent_first_and_leaves_the_rest_counted() {
+    // Arrange: five due secrets of different urgency; one rotation at a time, at most two
+    let app = spawn_app_with(&[
+        ("KEYFLIP_MAX_ROTATIONS_PER_SWEEP", "2"),
+        ("KEYFLIP_CONCURRENCY", "1"),
+    ])
+    .await;
+    for (name, days) in [
+        ("in-20", 20),
+        ("expired", -1),
+        ("in-3", 3),
+        ("in-9", 9),
+        ("in-1", 1),
+    ] {
+        seed_due(&app, name, days).await;
+    }
+    app.control.clear_calls().await.unwrap();
+
+    // Act
+    let first = app.sweep().await;
+
+    // Assert: the expired one, then the soonest; three left for the next run, because of the cap
+    let summary = &first.result()["summary"];
+    assert_eq!(first.status, 200, "{:?}", first.body);
+    assert_eq!(summary["due"], 5, "{summary}");
+    assert_eq!(summary["rotated"], 2, "{summary}");
+    assert_eq!(summary["left_for_next_run"], 3, "{summary}");
+    assert_eq!(summary["left_because"], "cap", "{summary}");
+    assert_eq!(regenerated_accounts(&app).await, ["acc-expired", "acc-in-1"]);
+
+    // Act: the next sweep takes the next two
+    app.control.clear_calls().await.unwrap();
+    let second = app.sweep().await;
+
+    // Assert
+    assert_eq!(second.result()["summary"]["rotated"], 2, "{:?}", second.body);
+    assert_eq!(regenerated_accounts(&app).await, ["acc-in-3", "acc-in-9"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_answer_lists_at_most_500_results_and_counts_the_rest() {
+    // Arrange: 501 misconfigured secrets (a CredentialId tag alone) and 300 plain ones
+    let app = spawn_app().await;
+    let mut secrets = Vec::new();
+    for i in 0..801 {
+        let tags = match i < 501 {
+            true => json!({"CredentialId": "key1"}),
+            false => json!({}),
+        };
+        secrets.push(json!({"name": format!("s{i:04}"), "versions": [{"value": "v", "tags": tags}]}));
+    }
+    app.control
+        .seed(&json!({"vaults": [{"name": VAULT, "secrets": secrets}]}))
+        .await
+        .unwrap();
+
+    // Act
+    let answer = app.sweep().await;
+
+    // Assert: every secret scanned, every failure counted by reason, 500 listed
+    let report = answer.result();
+    assert_eq!(report["summary"]["scanned"], 801, "{}", report["summary"]);
+    assert_eq!(report["summary"]["failed"], 501);
+    assert_eq!(report["summary"]["failed_by_reason"]["misconfigured"], 501);
+    assert_eq!(report["results"].as_array().unwrap().len(), 500);
+    assert_eq!(report["results_omitted"], 1);
+    assert!(
+        answer.body.to_string().len() < 400_000,
+        "the answer stays bounded"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotations_start_while_the_vaults_are_still_being_listed() {
+    // Arrange: the first page of a 100-secret vault holds a due secret; each listing page
+    // takes 150 ms (real time: the order of the calls is asserted, never a duration)
+    let app = spawn_app().await;
+    let mut secrets = Vec::new();
+    for i in 0..99 {
+        secrets.push(json!({"name": format!("z-plain-{i:03}"), "versions": [{"value": "v"}]}));
+    }
+    app.control
+        .seed(&json!({"vaults": [{"name": VAULT, "secrets": secrets}]}))
+        .await
+        .unwrap();
+    seed_due(&app, "a-due", 5).await;
+    app.control
+        .latency(&LatencyRule {
+            operation: "GetSecrets".into(),
+            target: None,
+            delay_ms: 150,
+            count: None,
+        })
+        .await
+        .unwrap();
+    app.control.clear_calls().await.unwrap();
+
+    // Act
+    let answer = app.sweep().await;
+
+    // Assert: rotated, and its secret was read before the listing's last page was asked for;
+    // both vaults' listings were under way at once
+    assert_eq!(answer.outcome_for(VAULT, "a-due"), "rotated", "{:?}", answer.body);
+    let calls = app.control.calls(None).await.unwrap();
+    let pages: Vec<&emulator::calls::Call> = calls.iter().filter(|c| c.operation == "GetSecrets").collect();
+    let last_page = pages
+        .iter()
+        .filter(|c| c.target == VAULT)
+        .map(|c| c.seq)
+        .max()
+        .unwrap();
+    let first_read = calls
+        .iter()
+        .filter(|c| c.operation == "GetSecret")
+        .map(|c| c.seq)
+        .min()
+        .unwrap();
+    assert!(
+        pages.iter().filter(|c| c.target == VAULT).count() >= 4,
+        "100 secrets take 4 pages"
+    );
+    assert!(
+        first_read < last_page,
+        "the due secret was read only after the whole listing"
+    );
+    let other_first = pages
+        .iter()
+        .filter(|c| c.target != VAULT)
+        .map(|c| c.seq)
+        .min()
+        .unwrap();
+    assert!(
+        other_first < last_page,
+        "the vaults were listed one after the other"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_budget_leaves_what_it_cannot_start_to_the_next_run() {
+    // Arrange: three due secrets, one at a time, each regeneration hanging (real time) and a
+    // sweep budget of 4 s: the first rotation uses most of it (it ends pending), and no
+    // rotation starts with less than a third of the budget left
+    let app = spawn_app_with(&[
+        ("KEYFLIP_SWEEP_BUDGET_SECONDS", "4"),
+        ("KEYFLIP_CONCURRENCY", "1"),
+    ])
+    .await;
+    for (name, days) in [("one", 1), ("two", 2), ("three", 3)] {
+        seed_due(&app, name, days).await;
+    }
+    app.control
+        .latency(&LatencyRule {
+            operation: "Accounts_RegenerateKey".into(),
+            target: None,
+            delay_ms: 10_000,
+            count: None,
+        })
+        .await
+        .unwrap();
+
+    // Act
+    let answer = app.sweep().await;
+
+    // Assert: the most urgent is pending, the other two left for the next run because of the
+    // deadline, and none of them was touched
+    let s = &answer.result()["summary"];
+    assert_eq!(answer.outcome_for(VAULT, "one"), "pending", "{:?}", answer.body);
+    assert_eq!(s["left_for_next_run"], 2, "{s}");
+    assert_eq!(s["left_because"], "deadline", "{s}");
+    assert_eq!(app.regenerations("acc-two").await, [0, 0]);
+    assert_eq!(app.regenerations("acc-three").await, [0, 0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyflip_sweep_plans_with_dry_run_and_rotates_without_it() {
+    // Arrange
+    let app = spawn_app().await;
+    seed_due(&app, "cli-due", 5).await;
+    let mut later = SecretSpec::new("cli-later", "acc-cli-later");
+    later.expires_in_days = Some(200);
+    later.validity_days = "365".into();
+    app.seed_account("acc-cli-later", "OpenAI").await;
+    app.seed_secret(later).await;
+
+    // Act: a dry run as JSON, then a real sweep as a table
+    let (code, stdout, stderr) = tokio::task::block_in_place(|| {
+        run_keyflip(&app, &["sweep", "--vault", VAULT, "--dry-run", "--json"], &[])
+    });
+
+    // Assert: planned, counted, nothing written
+    assert_eq!(code, 0, "{stderr}");
+    let report: Value = serde_json::from_str(stdout.trim()).expect("one JSON report");
+    assert_eq!(report["summary"]["due"], 1, "{report}");
+    assert_eq!(report["summary"]["skipped_by_reason"]["planned"], 1, "{report}");
+    assert_eq!(report["results"][0]["outcome"], "planned", "{report}");
+    assert!(app.writes().await.is_empty());
+
+    // Act
+    let (code, stdout, stderr) =
+        tokio::task::block_in_place(|| run_keyflip(&app, &["sweep", "--vault", VAULT], &[]));
+
+    // Assert: the summary line, then the aligned table with the rotated secret
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[0].starts_with("scanned 2, due 1, rotated 1"), "{stdout}");
+    assert!(lines[1].starts_with("SECRET"), "{stdout}");
+    let row = lines.iter().find(|l| l.contains("cli-due")).expect("a row");
+    assert_eq!(row.find("rotated"), lines[1].find("OUTCOME"), "aligned: {stdout}");
+    assert!(row.contains("key1 -> key2"), "{stdout}");
+    assert_eq!(app.versions(VAULT, "cli-due").await.len(), 2);
+    let key = app.key("acc-cli-due", "key2").await;
+    assert!(
+        !stdout.contains(&key) && !stderr.contains(&key),
+        "no key value printed"
+    );
+}
