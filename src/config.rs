@@ -90,7 +90,7 @@ pub const LOCAL_ONLY_SETTINGS: &[&str] = &[KEYFLIP_CA_BUNDLE, KEYFLIP_CONNECT_TO
 ///   Grid 30 s, the Functions front end 230 s, host.json's functionTimeout);
 /// - `KEYFLIP_PENDING_TIMEOUT_HOURS` (6 h): the pending alert (`pendingAlertHours`, 2 h) fires
 ///   well before it;
-/// - `KEYFLIP_CONCURRENCY`, `KEYFLIP_MAX_INVOCATIONS`: sized for the throttling limits of
+/// - `KEYFLIP_CONCURRENCY`, `KEYFLIP_MAX_INVOCATIONS`: sized with the client-side limits of
 ///   Resource Manager and Key Vault;
 /// - `KEYFLIP_ARM_ENDPOINT`: the template targets Azure's public cloud;
 /// - `KEYFLIP_ALLOWED_HOSTS`: the app's own host name (`WEBSITE_HOSTNAME`) is always
@@ -376,7 +376,7 @@ impl Settings {
             .check(hours(v, KEYFLIP_PENDING_TIMEOUT_HOURS, 6.0, 0.001..=720.0))
             .unwrap_or_default();
         let concurrency = p
-            .check(number(v, KEYFLIP_CONCURRENCY, 8, 1..=64, "rotations"))
+            .check(number(v, KEYFLIP_CONCURRENCY, 32, 1..=64, "rotations"))
             .unwrap_or(1);
         let sweep_budget = p
             .check(seconds(v, KEYFLIP_SWEEP_BUDGET_SECONDS, 240, 1..=3600))
@@ -1173,7 +1173,7 @@ mod tests {
         assert_eq!(s.dwell, Duration::from_secs(24 * 3600));
         assert_eq!(s.event_budget, Duration::from_secs(20));
         assert_eq!(s.pending_timeout, Duration::from_secs(6 * 3600));
-        assert_eq!(s.concurrency, 8);
+        assert_eq!(s.concurrency, 32);
         assert_eq!(s.sweep_budget, Duration::from_secs(240));
         assert_eq!(s.manual_budget, Duration::from_secs(60));
         assert_eq!(s.managed_identity_client_id, None);
@@ -1193,7 +1193,7 @@ mod tests {
             }
         }
         let s = Settings::from_vars(&vars).unwrap();
-        assert_eq!((s.lead_days, s.concurrency, s.port), (30, 8, None));
+        assert_eq!((s.lead_days, s.concurrency, s.port), (30, 32, None));
         assert_eq!(s.sweep_schedule, DEFAULT_SWEEP_SCHEDULE);
     }
 

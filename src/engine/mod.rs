@@ -58,7 +58,7 @@ impl Default for EngineSettings {
             lead_days: 30,
             dwell: Duration::from_secs(24 * 3600),
             pending_timeout: Duration::from_secs(6 * 3600),
-            concurrency: 8,
+            concurrency: 32,
             verify_initial_backoff: Duration::from_secs(2),
             verify_max_backoff: Duration::from_secs(30),
             paused: false,
