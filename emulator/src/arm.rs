@@ -15,6 +15,10 @@
 //! authentication, api-version check, faults and latency, call log. Every list is paged the
 //! way Resource Manager pages: `{"value":[…],"nextLink":"<absolute URL>"}` with `nextLink` only
 //! while more remain ([`page`]).
+//!
+//! Every call draws from its subscription's read, write or delete bucket
+//! ([`crate::throttling`]; unlimited unless throttling is on) and every answer carries the
+//! `x-ms-ratelimit-remaining-*` header of that bucket.
 
 use axum::body::Body;
 use axum::http::{HeaderValue, Method, Request, StatusCode, header};
@@ -26,6 +30,7 @@ use crate::operations::{Operation, OperationPath};
 use crate::pipeline::Exchange;
 use crate::providers::{ArmRead, ArmResourceType};
 use crate::request::{Bearer, Query, bearer, body_bytes, segments};
+use crate::throttling::ThrottleKey;
 use crate::token::{TokenError, wall_now};
 use crate::world::{Ctx, random_guid};
 
@@ -146,6 +151,7 @@ async fn serve(ctx: Ctx, req: Request<Body>) -> Response {
         resource.as_ref().map(|r| r.name.clone()).unwrap_or_default(),
     ];
     let mut exchange = Exchange::new(ctx.clone(), start, targets);
+    exchange.set_throttle(ThrottleKey::arm(&parts.method, &path));
 
     let caller = match authenticate(&ctx, &parts.headers) {
         Ok(oid) => oid,
@@ -189,15 +195,7 @@ async fn serve(ctx: Ctx, req: Request<Body>) -> Response {
         caller,
         api_version: query.get("api-version").unwrap_or_default().to_string(),
     };
-    let mut response = resource_type.execute(&ctx, &resource, operation, &call, &body);
-    let remaining = if parts.method == Method::GET {
-        "x-ms-ratelimit-remaining-subscription-reads"
-    } else {
-        "x-ms-ratelimit-remaining-subscription-writes"
-    };
-    response
-        .headers_mut()
-        .insert(remaining, HeaderValue::from_static("11999"));
+    let response = resource_type.execute(&ctx, &resource, operation, &call, &body);
     exchange.finish(response)
 }
 
@@ -233,6 +231,7 @@ async fn serve_operation(
         operation_path.id.clone(),
     ];
     let mut exchange = Exchange::new(ctx.clone(), start, targets);
+    exchange.set_throttle(ThrottleKey::arm(&parts.method, path));
     let caller = match authenticate(&ctx, &parts.headers) {
         Ok(oid) => oid,
         Err(e) => return exchange.reject(e.into_response()),
@@ -316,6 +315,7 @@ async fn serve_read(
     start.api_version = query.get("api-version").map(str::to_string);
     let targets = vec![target, read.name()];
     let mut exchange = Exchange::new(ctx.clone(), start, targets);
+    exchange.set_throttle(ThrottleKey::arm(&parts.method, path));
     let caller = match authenticate(&ctx, &parts.headers) {
         Ok(oid) => oid,
         Err(e) => return exchange.reject(e.into_response()),
@@ -349,14 +349,10 @@ async fn serve_read(
         caller,
         api_version: query.get("api-version").unwrap_or_default().to_string(),
     };
-    let mut response = match read.execute(&ctx, &call, path, query) {
+    let response = match read.execute(&ctx, &call, path, query) {
         Ok(body) => json_response(StatusCode::OK, &body),
         Err(e) => e.into_response(),
     };
-    response.headers_mut().insert(
-        "x-ms-ratelimit-remaining-subscription-reads",
-        HeaderValue::from_static("11999"),
-    );
     exchange.finish(response)
 }
 

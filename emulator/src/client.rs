@@ -162,6 +162,18 @@ impl ControlClient {
         self.put("/settings", &json!({ "arm_page_size": size })).await
     }
 
+    /// Turns throttling on with `settings` (`json!({})`: Azure's limits; see
+    /// [`crate::throttling`]) or, with `None`, off. Every bucket starts full.
+    pub async fn set_throttling(&self, settings: Option<&Value>) -> Result<Value, ControlClientError> {
+        self.put("/settings", &json!({ "throttling": settings })).await
+    }
+
+    /// `GET /control/throttling`: the settings, the number of calls throttled in all
+    /// (`throttled`) and per vault (`keyvault`) and subscription (`arm`) and kind.
+    pub async fn throttling(&self) -> Result<Value, ControlClientError> {
+        self.get("/throttling").await
+    }
+
     pub async fn delete(&self, path: &str) -> Result<Value, ControlClientError> {
         self.send(self.http.delete(format!("{}{path}", self.base))).await
     }

@@ -16,6 +16,7 @@ use crate::error::json_response;
 use crate::faults::{FaultRule, LatencyRule};
 use crate::providers::cognitive_services::{AccountPatch, AccountSeed};
 use crate::seed::{self, Seed, SeedError, VaultSeed, VersionSeed};
+use crate::throttling::ThrottlingSettings;
 use crate::token::wall_now;
 use crate::world::{Ctx, Identity};
 
@@ -78,10 +79,21 @@ pub fn router() -> Router<Ctx> {
         .route("/control/active-regenerations", get(active_regenerations))
         .route("/control/tokens", post(mint_token))
         .route("/control/settings", get(settings).put(put_settings))
+        .route("/control/throttling", get(throttling).delete(restart_throttling))
 }
 
 fn settings_view(world: &crate::world::World) -> Value {
-    json!({ "arm_page_size": world.arm_page_size() })
+    json!({ "arm_page_size": world.arm_page_size(), "throttling": world.throttling.settings() })
+}
+
+async fn throttling(State(ctx): State<Ctx>) -> Answer {
+    ok(ctx.world().throttling.view())
+}
+
+async fn restart_throttling(State(ctx): State<Ctx>) -> Answer {
+    let mut world = ctx.world();
+    world.throttling.restart();
+    ok(world.throttling.view())
 }
 
 async fn settings(State(ctx): State<Ctx>) -> Answer {
@@ -94,6 +106,9 @@ struct Settings {
     /// Items per page of Resource Manager lists; `null` restores the default.
     #[serde(default, deserialize_with = "crate::seed::present")]
     arm_page_size: Option<Option<usize>>,
+    /// Key Vault and Resource Manager throttling ([`ThrottlingSettings`]); `null` turns it off.
+    #[serde(default, deserialize_with = "crate::seed::present")]
+    throttling: Option<Option<ThrottlingSettings>>,
 }
 
 async fn put_settings(State(ctx): State<Ctx>, body: Bytes) -> Answer {
@@ -107,6 +122,14 @@ async fn put_settings(State(ctx): State<Ctx>, body: Bytes) -> Answer {
             ));
         }
         world.arm_page_size = size;
+    }
+    if let Some(throttling) = change.throttling {
+        if let Some(settings) = &throttling {
+            settings
+                .validate()
+                .map_err(|e| ControlError(StatusCode::BAD_REQUEST, e))?;
+        }
+        world.throttling.configure(throttling);
     }
     ok(settings_view(&world))
 }
@@ -122,6 +145,7 @@ async fn summary(State(ctx): State<Ctx>) -> Answer {
         "role_assignments": world.role_assignments.len(),
         "calls": world.calls.len(),
         "active_regenerations": world.active_regenerations.len(),
+        "throttled": world.throttling.throttled_total(),
     }))
 }
 

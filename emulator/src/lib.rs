@@ -25,6 +25,7 @@
 //! - [`storage`]: Blob Storage by proxy to Azurite; [`azurite`]: finds, installs and runs the
 //!   pinned Azurite for tests.
 //! - [`faults`]: fault and latency injection; [`calls`]: the record of every call received.
+//! - [`throttling`]: Key Vault's and Resource Manager's limits as token buckets (off by default).
 //! - [`control`]: the control API; [`seed`]: the seed document it and `--seed` accept.
 //! - [`client`]: typed helpers for tests: a control-API client and an HTTP client that trusts
 //!   the CA and connects every emulated host name to the emulator.
@@ -45,6 +46,7 @@ pub mod request;
 pub mod seed;
 pub mod server;
 pub mod storage;
+pub mod throttling;
 pub mod tls;
 pub mod token;
 pub mod world;

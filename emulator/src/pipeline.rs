@@ -1,19 +1,27 @@
 //! What every emulated Azure call goes through around its operation: injected latency, injected
-//! faults (before or after the operation runs) and the call record.
+//! faults (before or after the operation runs), throttling ([`crate::throttling`]) and the call
+//! record.
 //!
-//! A service handler identifies the operation and its target, authenticates the caller, then
-//! runs the operation between [`Exchange::before`] and [`Exchange::finish`].
+//! A service handler identifies the operation and its target, says which throttling bucket it
+//! draws from ([`Exchange::set_throttle`]), authenticates the caller, then runs the operation
+//! between [`Exchange::before`] and [`Exchange::finish`]. Latency delays only what reaches
+//! `before`: an answer refused earlier (authentication, validation) is immediate. Every
+//! Resource Manager answer carries its bucket's `x-ms-ratelimit-remaining-*` header.
 
 use std::time::Duration;
 
-use axum::http::StatusCode;
 use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::calls::{CallStart, LeaseCall, Service};
 use crate::error::{AzureError, default_code};
 use crate::faults::{FaultRule, Phase};
+use crate::throttling::{Admission, Scope, ThrottleKey};
 use crate::world::Ctx;
+
+/// What `x-ms-ratelimit-remaining-*` says while Resource Manager is not throttled.
+const UNTHROTTLED_REMAINING: u64 = 11_999;
 
 /// One call in flight.
 #[derive(Debug)]
@@ -25,6 +33,9 @@ pub struct Exchange {
     caller: Option<String>,
     key_slot: Option<String>,
     lease: Option<LeaseCall>,
+    throttle: Option<ThrottleKey>,
+    /// Tokens left in the bucket after this call was admitted.
+    remaining: Option<u64>,
 }
 
 impl Exchange {
@@ -36,7 +47,14 @@ impl Exchange {
             caller: None,
             key_slot: None,
             lease: None,
+            throttle: None,
+            remaining: None,
         }
+    }
+
+    /// Notes the throttling bucket the call draws from (Key Vault and Resource Manager).
+    pub fn set_throttle(&mut self, key: ThrottleKey) {
+        self.throttle = Some(key);
     }
 
     pub fn ctx(&self) -> &Ctx {
@@ -73,8 +91,9 @@ impl Exchange {
         self.targets.iter().map(String::as_str).collect()
     }
 
-    /// Applies injected latency, then an injected fault of the `before` phase, if armed.
-    pub async fn before(&self) -> Result<(), Response> {
+    /// Applies injected latency, then an injected fault of the `before` phase, if armed, then
+    /// throttling: a call its bucket refuses answers 429 (and is counted).
+    pub async fn before(&mut self) -> Result<(), Response> {
         let delay = self
             .ctx
             .world()
@@ -88,9 +107,29 @@ impl Exchange {
                 .world()
                 .faults
                 .take_fault(&self.start.operation, &self.target_refs(), Phase::Before);
-        match fault {
-            Some(rule) => Err(self.record(render_fault(self.start.service, &rule), true)),
-            None => Ok(()),
+        if let Some(rule) = fault {
+            return Err(self.record(render_fault(self.start.service, &rule), true));
+        }
+        let Some(key) = self.throttle.clone() else {
+            return Ok(());
+        };
+        let admission = self.ctx.world().throttling.admit(&key);
+        match admission {
+            Admission::Unlimited => Ok(()),
+            Admission::Admitted { remaining } => {
+                self.remaining = Some(remaining);
+                Ok(())
+            }
+            Admission::Throttled { wait_seconds } => {
+                self.remaining = Some(0);
+                let response = render_throttled(
+                    self.start.service,
+                    &key,
+                    wait_seconds,
+                    self.caller.as_deref().unwrap_or(""),
+                );
+                Err(self.record(response, false))
+            }
         }
     }
 
@@ -112,7 +151,22 @@ impl Exchange {
         self.record(response, false)
     }
 
-    fn record(&self, response: Response, faulted: bool) -> Response {
+    fn record(&self, mut response: Response, faulted: bool) -> Response {
+        if self.start.service == Service::Arm
+            && let Some(key) = &self.throttle
+        {
+            let remaining = match self.remaining {
+                Some(n) => Some(n),
+                None => self.ctx.world().throttling.remaining(key),
+            };
+            let value = remaining.unwrap_or(UNTHROTTLED_REMAINING).to_string();
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::try_from(key.remaining_header()),
+                HeaderValue::from_str(&value),
+            ) {
+                response.headers_mut().insert(name, value);
+            }
+        }
         self.ctx.world().record(
             &self.start,
             response.status().as_u16(),
@@ -124,6 +178,44 @@ impl Exchange {
         response
     }
 }
+
+/// The answer to a call its throttling bucket refused.
+///
+/// Key Vault: 429 `Throttled` with the message captured from a real vault
+/// (`../shared/reference/rest-contracts.md` §A.6, vcsjones/AzureSignTool#219) and no
+/// `Retry-After`, which Key Vault does not send. Resource Manager: 429
+/// `SubscriptionRequestsThrottled` with the message captured from ARM (velero-io/velero#9171),
+/// and `Retry-After`: the whole seconds until a token is there, at least 1. For calls outside
+/// a subscription the code and message say tenant instead (a paraphrase; no capture was found).
+pub fn render_throttled(service: Service, key: &ThrottleKey, wait_seconds: f64, caller: &str) -> Response {
+    match service {
+        Service::Keyvault => {
+            AzureError::new(StatusCode::TOO_MANY_REQUESTS, "Throttled", KEYVAULT_THROTTLED).into_response()
+        }
+        _ => {
+            let seconds = (wait_seconds.ceil() as u64).max(1);
+            let (code, whose) = match &key.scope {
+                Scope::Subscription(s) | Scope::Vault(s) => {
+                    ("SubscriptionRequestsThrottled", format!("subscription '{s}'"))
+                }
+                Scope::Tenant => ("TenantRequestsThrottled", "tenant".to_string()),
+            };
+            let message = format!(
+                "Number of '{}' requests for {whose} actor '{caller}' exceeded. Please try again after '{seconds}' seconds after additional tokens are available. Refer to https://aka.ms/arm-throttling for additional information.",
+                key.kind.singular()
+            );
+            let mut response = AzureError::new(StatusCode::TOO_MANY_REQUESTS, code, message).into_response();
+            if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+                response.headers_mut().insert(RETRY_AFTER, value);
+            }
+            response
+        }
+    }
+}
+
+/// Key Vault's throttling message, as a real vault answers it.
+pub const KEYVAULT_THROTTLED: &str =
+    "Request was not processed because too many requests were received. Reason: VaultRequestTypeLimitReached";
 
 /// The answer of an injected fault, in the service's own error shape.
 pub fn render_fault(service: Service, rule: &FaultRule) -> Response {
@@ -149,10 +241,7 @@ pub fn render_fault(service: Service, rule: &FaultRule) -> Response {
 
 fn default_fault_text(service: Service, status: StatusCode) -> (String, String) {
     match (service, status.as_u16()) {
-        (Service::Keyvault, 429) => (
-            "Throttled".into(),
-            "Request was not processed because too many requests were received. Reason: VaultRequestTypeLimitReached".into(),
-        ),
+        (Service::Keyvault, 429) => ("Throttled".into(), KEYVAULT_THROTTLED.into()),
         (Service::Arm, 429) => (
             "TooManyRequests".into(),
             "The request is being throttled as the limit has been reached for operation type. Please retry after the time in the Retry-After header.".into(),

@@ -1,7 +1,7 @@
 //! The seed document: vaults with their secrets (any attribute, `created` included) and their
 //! Resource Manager settings (location, RBAC or access policies), AI services accounts,
 //! user-assigned identities, role definitions and assignments, Event Grid system topics, the
-//! Resource Manager page size and the clock. `keyflip-emulator --seed FILE`
+//! Resource Manager page size, throttling and the clock. `keyflip-emulator --seed FILE`
 //! and `POST /control/seed` take it; the control API's per-item routes take its parts.
 
 use std::collections::BTreeMap;
@@ -13,6 +13,7 @@ use crate::keyvault::store::{AccessPolicy, SECRET_PERMISSIONS, VersionFields, va
 use crate::providers::authorization::{RoleAssignmentSeed, RoleDefinitionSeed};
 use crate::providers::cognitive_services::{Account, AccountSeed};
 use crate::providers::event_grid::SystemTopicSeed;
+use crate::throttling::ThrottlingSettings;
 use crate::world::{Identity, World, random_hex};
 
 /// Why a seed was refused.
@@ -44,6 +45,8 @@ pub enum SeedError {
     },
     #[error("arm_page_size must be at least 1")]
     PageSize,
+    #[error("{0}")]
+    Throttling(String),
     #[error("role definition '{id}': {reason}")]
     RoleDefinition { id: String, reason: String },
     #[error("role assignment of '{principal_id}' at '{scope}': {reason}")]
@@ -80,6 +83,15 @@ pub struct Seed {
     /// Event Grid system topics with their event subscriptions.
     #[serde(default)]
     pub system_topics: Vec<SystemTopicSeed>,
+    /// Key Vault and Resource Manager throttling: `{}` turns both on at Azure's limits, `null`
+    /// turns it off, absent keeps it as it is (off in a new emulator). See
+    /// [`crate::throttling::ThrottlingSettings`].
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub throttling: Option<Option<ThrottlingSettings>>,
 }
 
 /// A vault.
@@ -232,6 +244,14 @@ impl Seed {
         for topic in self.system_topics {
             crate::providers::event_grid::add_system_topic(&mut staged, topic)?;
         }
+        if let Some(Some(settings)) = &self.throttling {
+            settings.validate().map_err(SeedError::Throttling)?;
+        }
+        if let Some(settings) = self.throttling {
+            world.throttling.configure(settings);
+        }
+        let moved = staged.now() - world.now();
+        world.throttling.clock.advance(moved as f64);
         world.arm_page_size = staged.arm_page_size;
         world.role_definitions = staged.role_definitions;
         world.role_assignments = staged.role_assignments;

@@ -4,7 +4,9 @@
 //!
 //! The clock is wall time plus an offset the control API moves, or frozen at a time the control
 //! API sets; resource state (secret `created`/`updated`, key activation, the end of a
-//! long-running operation) follows it. Token lifetimes do not (see [`crate::token`]).
+//! long-running operation) follows it. Token lifetimes do not (see [`crate::token`]). The
+//! throttling buckets follow a sub-second monotonic clock that every forward move of this one
+//! moves too ([`crate::throttling::BucketClock`]).
 //!
 //! Every lock of the world first [settles](World::settle) the long-running operations whose end
 //! has come, so whatever looks next (a poll, `listKeys`, the data plane, the control API) sees
@@ -25,6 +27,7 @@ use crate::providers::authorization::{RoleAssignment, RoleDefinition};
 use crate::providers::cognitive_services::Account;
 use crate::providers::event_grid::SystemTopic;
 use crate::storage::StorageUpstream;
+use crate::throttling::Throttling;
 use crate::token::{TokenIssuer, wall_now};
 
 /// A managed identity the token endpoint can issue tokens for.
@@ -65,6 +68,8 @@ pub struct World {
     pub role_assignments: Vec<RoleAssignment>,
     /// Event Grid system topics, in seeding order.
     pub system_topics: Vec<SystemTopic>,
+    /// Key Vault and Resource Manager throttling (off unless configured) and its buckets.
+    pub throttling: Throttling,
 }
 
 /// Items per page of a Resource Manager list unless the seed or control API says otherwise.
@@ -97,8 +102,10 @@ impl World {
         self.frozen_at.unwrap_or_else(|| wall_now() + self.clock_offset)
     }
 
-    /// Sets the clock to `now`, frozen or ticking as it was.
+    /// Sets the clock to `now`, frozen or ticking as it was. A move forward refills the
+    /// throttling buckets by as much.
     pub fn set_now(&mut self, now: i64) {
+        self.throttling.clock.advance((now - self.now()) as f64);
         match self.frozen_at {
             Some(_) => self.frozen_at = Some(now),
             None => self.clock_offset = now - wall_now(),
@@ -113,6 +120,7 @@ impl World {
 
     /// Stops the clock at its current time, or lets it tick again from there.
     pub fn freeze(&mut self, frozen: bool) {
+        self.throttling.clock.freeze(frozen);
         let now = self.now();
         self.frozen_at = frozen.then_some(now);
         self.clock_offset = now - wall_now();

@@ -23,6 +23,7 @@ use crate::calls::{CallStart, Service};
 use crate::error::{AzureError, json_response};
 use crate::pipeline::Exchange;
 use crate::request::{Bearer, Query, bearer, body_bytes, segments};
+use crate::throttling::ThrottleKey;
 use crate::token::{Claims, TokenError, wall_now};
 use crate::world::{Ctx, World, random_guid, random_hex};
 use store::{Vault, VersionFields};
@@ -145,6 +146,7 @@ async fn serve(ctx: Ctx, vault: String, base: String, req: Request<Body>) -> Res
     let mut start = CallStart::new(Service::Keyvault, operation, &vault, parts.method.as_str(), &path);
     start.api_version = query.get("api-version").map(str::to_string);
     let mut exchange = Exchange::new(ctx.clone(), start, vec![vault.clone()]);
+    exchange.set_throttle(ThrottleKey::keyvault(&vault, operation));
 
     let access = {
         let world = ctx.world();
@@ -345,32 +347,40 @@ fn execute(world: &mut World, vault_key: &str, base: &str, op: &Op, query: &Quer
             ok(wire::bundle(vault, base, &name, &version, false))
         }
         Op::GetSecrets => {
-            let items: Vec<Value> = vault
-                .list()
+            let paging = Paging::parse(query)?;
+            let (items, next) = vault.list_page(paging.after.as_deref(), paging.max);
+            let items = items
                 .iter()
                 .map(|(name, v)| wire::item(vault, base, name, v))
                 .collect();
-            ok(page(items, base, "/secrets", query)?)
+            ok(paging.body(items, next, base, "/secrets", query))
         }
         Op::GetSecretVersions(name) => {
-            let (name, versions) = vault.versions(name)?;
-            let items: Vec<Value> = versions
+            let paging = Paging::parse(query)?;
+            let after = match paging.after.as_deref() {
+                None => None,
+                Some(marker) => Some(marker.parse::<usize>().map_err(|_| bad_skiptoken())?),
+            };
+            let (name, versions, next) = vault.versions_page(name, after, paging.max)?;
+            let items = versions
                 .iter()
                 .map(|v| wire::version_item(vault, base, &name, v))
                 .collect();
-            ok(page(items, base, &format!("/secrets/{name}/versions"), query)?)
+            let next = next.map(|index| index.to_string());
+            ok(paging.body(items, next, base, &format!("/secrets/{name}/versions"), query))
         }
         Op::DeleteSecret(name) => {
             let (name, version, deletion) = vault.delete(name, now)?;
             ok(wire::deleted_bundle(vault, base, &name, &version, &deletion))
         }
         Op::GetDeletedSecrets => {
-            let items: Vec<Value> = vault
-                .list_deleted()
+            let paging = Paging::parse(query)?;
+            let (items, next) = vault.list_deleted_page(paging.after.as_deref(), paging.max);
+            let items = items
                 .iter()
                 .map(|(name, v, d)| wire::deleted_item(vault, base, name, v, d))
                 .collect();
-            ok(page(items, base, "/deletedsecrets", query)?)
+            ok(paging.body(items, next, base, "/deletedsecrets", query))
         }
         Op::GetDeletedSecret(name) => {
             let (name, version, deletion) = vault.get_deleted(name)?;
@@ -398,62 +408,81 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AzureErr
     serde_json::from_slice(body).map_err(|e| bad_body(&format!("The request body is not valid JSON: {e}")))
 }
 
-/// One page of a list: `maxresults` items (1–25, default 25) from the `$skiptoken` offset, and
-/// a `nextLink` (absolute, `:443`, carrying the api-version and `maxresults`) when more remain.
-fn page(items: Vec<Value>, base: &str, path: &str, query: &Query) -> Result<Value, AzureError> {
-    let max = match query.get("maxresults") {
-        None => DEFAULT_PAGE,
-        Some(raw) => match raw.parse::<usize>() {
-            Ok(n) if (1..=25).contains(&n) => n,
-            _ => {
-                return Err(AzureError::new(
-                    StatusCode::BAD_REQUEST,
-                    "BadParameter",
-                    format!(
-                        "The value of the maxresults parameter ({raw}) is invalid: it must be between 1 and 25."
-                    ),
-                ));
+/// The paging parameters of a list request: `maxresults` (1–25, default 25) and where the
+/// previous page ended (the `NextMarker` of its `$skiptoken`).
+///
+/// A page costs time proportional to the page, not the vault: the marker is the key the
+/// previous page ended on (a secret's lower-case name, or a version's position), and the next
+/// page starts right after it in the vault's ordered map.
+#[derive(Debug)]
+struct Paging {
+    max: usize,
+    after: Option<String>,
+}
+
+impl Paging {
+    fn parse(query: &Query) -> Result<Self, AzureError> {
+        let max = match query.get("maxresults") {
+            None => DEFAULT_PAGE,
+            Some(raw) => match raw.parse::<usize>() {
+                Ok(n) if (1..=25).contains(&n) => n,
+                _ => {
+                    return Err(AzureError::new(
+                        StatusCode::BAD_REQUEST,
+                        "BadParameter",
+                        format!(
+                            "The value of the maxresults parameter ({raw}) is invalid: it must be between 1 and 25."
+                        ),
+                    ));
+                }
+            },
+        };
+        let after = match query.get("$skiptoken") {
+            None => None,
+            Some(token) => Some(decode_skiptoken(token).ok_or_else(bad_skiptoken)?),
+        };
+        Ok(Self { max, after })
+    }
+
+    /// `{"value": items, "nextLink": …}`: the link (absolute, `:443`, carrying the api-version
+    /// and `maxresults`, as Key Vault's) while more remain, `null` on the last page.
+    fn body(&self, items: Vec<Value>, next: Option<String>, base: &str, path: &str, query: &Query) -> Value {
+        let next_link = match next {
+            Some(marker) => {
+                let api_version = query.get("api-version").unwrap_or(LATEST_API_VERSION);
+                let mut link = format!(
+                    "{base}:443{path}?api-version={api_version}&$skiptoken={}",
+                    encode_skiptoken(&marker)
+                );
+                if query.get("maxresults").is_some() {
+                    link.push_str(&format!("&maxresults={}", self.max));
+                }
+                json!(link)
             }
-        },
-    };
-    let offset = match query.get("$skiptoken") {
-        None => 0,
-        Some(token) => decode_skiptoken(token).ok_or_else(|| {
-            AzureError::new(
-                StatusCode::BAD_REQUEST,
-                "BadParameter",
-                "The $skiptoken parameter is not valid.",
-            )
-        })?,
-    };
-    let total = items.len();
-    let value: Vec<Value> = items.into_iter().skip(offset).take(max).collect();
-    let mut body = json!({ "value": value });
-    let next = offset + max;
-    body["nextLink"] = if next < total {
-        let api_version = query.get("api-version").unwrap_or(LATEST_API_VERSION);
-        let mut link = format!(
-            "{base}:443{path}?api-version={api_version}&$skiptoken={}",
-            encode_skiptoken(next)
-        );
-        if query.get("maxresults").is_some() {
-            link.push_str(&format!("&maxresults={max}"));
-        }
-        json!(link)
-    } else {
-        Value::Null
-    };
-    Ok(body)
+            None => Value::Null,
+        };
+        json!({ "value": items, "nextLink": next_link })
+    }
 }
 
-fn encode_skiptoken(offset: usize) -> String {
-    URL_SAFE_NO_PAD.encode(json!({ "NextMarker": offset, "TargetLocation": 0 }).to_string())
+fn bad_skiptoken() -> AzureError {
+    AzureError::new(
+        StatusCode::BAD_REQUEST,
+        "BadParameter",
+        "The $skiptoken parameter is not valid.",
+    )
 }
 
-fn decode_skiptoken(token: &str) -> Option<usize> {
+/// Base64url of `{"NextMarker":"<marker>","TargetLocation":0}`, the shape of Key Vault's own
+/// tokens (whose markers are opaque; the SDK follows `nextLink` verbatim).
+fn encode_skiptoken(marker: &str) -> String {
+    URL_SAFE_NO_PAD.encode(json!({ "NextMarker": marker, "TargetLocation": 0 }).to_string())
+}
+
+fn decode_skiptoken(token: &str) -> Option<String> {
     let bytes = URL_SAFE_NO_PAD.decode(token.trim_end_matches('=')).ok()?;
     let value: Value = serde_json::from_slice(&bytes).ok()?;
-    value.get("NextMarker")?.as_u64().map(|n| n as usize)
+    value.get("NextMarker")?.as_str().map(str::to_string)
 }
 
 /// Creates the vault if it does not exist; returns it.
@@ -499,15 +528,35 @@ mod tests {
         assert!(route(&Method::GET, "/keys/a").is_err());
     }
 
-    #[test]
-    fn paging_walks_every_item_once() {
-        let items: Vec<Value> = (0..7).map(|i| json!(i)).collect();
-        let mut seen = Vec::new();
-        let mut query = Query::parse(Some("api-version=2025-07-01&maxresults=3"));
+    /// Every name a GetSecrets walk returns, following each `nextLink`; also the page count.
+    fn walk(world: &mut World, first: &str) -> (Vec<String>, usize) {
+        let mut names = Vec::new();
+        let mut pages = 0;
+        let mut query = Query::parse(Some(first));
         loop {
-            let page = page(items.clone(), "https://kv.vault.azure.net", "/secrets", &query).unwrap();
-            seen.extend(page["value"].as_array().unwrap().iter().cloned());
-            let Some(next) = page["nextLink"].as_str() else {
+            let (_, body) = execute(
+                world,
+                "kv",
+                "https://kv.vault.azure.net",
+                &Op::GetSecrets,
+                &query,
+                b"",
+            )
+            .unwrap();
+            let body = body.unwrap();
+            pages += 1;
+            for item in body["value"].as_array().unwrap() {
+                names.push(
+                    item["id"]
+                        .as_str()
+                        .unwrap()
+                        .rsplit('/')
+                        .next()
+                        .unwrap()
+                        .to_string(),
+                );
+            }
+            let Some(next) = body["nextLink"].as_str() else {
                 break;
             };
             assert!(
@@ -515,17 +564,70 @@ mod tests {
             );
             query = Query::parse(next.split_once('?').map(|(_, q)| q));
         }
-        assert_eq!(seen, items);
+        (names, pages)
+    }
+
+    #[test]
+    fn paging_walks_every_live_secret_once_in_name_order() {
+        let mut world = World::default();
+        let vault = ensure_vault(&mut world, "kv");
+        for i in 0..8 {
+            let name = format!("s{i}");
+            vault
+                .set(&name, "v".into(), VersionFields::default(), format!("v{i}"), 0, 0)
+                .unwrap();
+        }
+        vault.delete("s3", 1).unwrap();
+        vault.delete("s6", 1).unwrap();
+        vault.delete("s7", 1).unwrap();
+        let (names, pages) = walk(&mut world, "api-version=2025-07-01&maxresults=2");
+        assert_eq!(names, ["s0", "s1", "s2", "s4", "s5"]);
+        assert_eq!(pages, 3, "no empty last page");
+        let bad = Query::parse(Some("api-version=2025-07-01&$skiptoken=nope"));
+        let err = execute(&mut world, "kv", "b", &Op::GetSecrets, &bad, b"").unwrap_err();
+        assert_eq!(err.code, "BadParameter");
+    }
+
+    #[test]
+    fn version_paging_walks_every_version_oldest_first() {
+        let mut world = World::default();
+        let vault = ensure_vault(&mut world, "kv");
+        for i in 0..5 {
+            vault
+                .set("s", "v".into(), VersionFields::default(), format!("v{i}"), i, i)
+                .unwrap();
+        }
+        let mut seen = Vec::new();
+        let mut query = Query::parse(Some("api-version=2025-07-01&maxresults=2"));
+        loop {
+            let op = Op::GetSecretVersions("s".into());
+            let (_, body) =
+                execute(&mut world, "kv", "https://kv.vault.azure.net", &op, &query, b"").unwrap();
+            let body = body.unwrap();
+            for item in body["value"].as_array().unwrap() {
+                seen.push(
+                    item["id"]
+                        .as_str()
+                        .unwrap()
+                        .rsplit('/')
+                        .next()
+                        .unwrap()
+                        .to_string(),
+                );
+            }
+            let Some(next) = body["nextLink"].as_str() else {
+                break;
+            };
+            query = Query::parse(next.split_once('?').map(|(_, q)| q));
+        }
+        assert_eq!(seen, ["v0", "v1", "v2", "v3", "v4"]);
     }
 
     #[test]
     fn maxresults_outside_1_to_25_is_refused() {
         for bad in ["0", "26", "x"] {
             let query = Query::parse(Some(&format!("maxresults={bad}")));
-            assert_eq!(
-                page(vec![], "b", "/secrets", &query).unwrap_err().code,
-                "BadParameter"
-            );
+            assert_eq!(Paging::parse(&query).unwrap_err().code, "BadParameter");
         }
     }
 }

@@ -291,20 +291,74 @@ impl Vault {
         Ok((secret.name.clone(), target.clone()))
     }
 
-    /// GetSecrets: every live secret with its latest version, in name order.
-    pub fn list(&self) -> Vec<(String, SecretVersion)> {
-        self.secrets
-            .values()
-            .filter(|s| s.deleted.is_none())
-            .filter_map(|s| s.latest().map(|v| (s.name.clone(), v.clone())))
-            .collect()
+    /// GetSecrets: up to `max` live secrets with their latest versions, in (lower-case) name
+    /// order, starting after the key `after`; and the key to continue after, if more remain.
+    /// Costs time in the page, not in the vault.
+    pub fn list_page(
+        &self,
+        after: Option<&str>,
+        max: usize,
+    ) -> (Vec<(&str, &SecretVersion)>, Option<String>) {
+        self.page_after(after, max, |s| {
+            if s.deleted.is_some() {
+                return None;
+            }
+            Some((s.name.as_str(), s.latest()?))
+        })
     }
 
-    /// GetSecretVersions: every version of a live secret, oldest first.
-    pub fn versions(&self, name: &str) -> Result<(String, Vec<SecretVersion>), AzureError> {
+    /// GetDeletedSecrets: the same over deleted secrets, with their deletions.
+    pub fn list_deleted_page(
+        &self,
+        after: Option<&str>,
+        max: usize,
+    ) -> (Vec<(&str, &SecretVersion, Deletion)>, Option<String>) {
+        self.page_after(after, max, |s| Some((s.name.as_str(), s.latest()?, s.deleted?)))
+    }
+
+    fn page_after<'a, T>(
+        &'a self,
+        after: Option<&str>,
+        max: usize,
+        pick: impl Fn(&'a StoredSecret) -> Option<T>,
+    ) -> (Vec<T>, Option<String>) {
+        use std::ops::Bound;
+        let start = match after {
+            Some(key) => Bound::Excluded(key.to_ascii_lowercase()),
+            None => Bound::Unbounded,
+        };
+        let mut picked = self
+            .secrets
+            .range((start, Bound::Unbounded))
+            .filter_map(|(key, secret)| pick(secret).map(|item| (key, item)));
+        let mut items = Vec::with_capacity(max);
+        let mut last = None;
+        for (key, item) in picked.by_ref().take(max) {
+            items.push(item);
+            last = Some(key);
+        }
+        let next = match picked.next() {
+            Some(_) => last.cloned(),
+            None => None,
+        };
+        (items, next)
+    }
+
+    /// GetSecretVersions: up to `max` versions of a live secret, oldest first, starting after
+    /// position `after`; and the position to continue after, if more remain.
+    pub fn versions_page(
+        &self,
+        name: &str,
+        after: Option<usize>,
+        max: usize,
+    ) -> Result<(String, Vec<&SecretVersion>, Option<usize>), AzureError> {
         validate_name(name)?;
         let secret = self.live(name)?;
-        Ok((secret.name.clone(), secret.versions.clone()))
+        let start = after.map_or(0, |a| a.saturating_add(1));
+        let page: Vec<&SecretVersion> = secret.versions.iter().skip(start).take(max).collect();
+        let end = start + page.len();
+        let next = (end < secret.versions.len() && !page.is_empty()).then(|| end - 1);
+        Ok((secret.name.clone(), page, next))
     }
 
     /// DeleteSecret: soft-deletes the whole secret.
@@ -319,14 +373,6 @@ impl Vault {
         secret.deleted = Some(deletion);
         let latest = secret.versions[secret.versions.len() - 1].clone();
         Ok((secret.name.clone(), latest, deletion))
-    }
-
-    /// GetDeletedSecrets: every deleted secret with its latest version.
-    pub fn list_deleted(&self) -> Vec<(String, SecretVersion, Deletion)> {
-        self.secrets
-            .values()
-            .filter_map(|s| Some((s.name.clone(), s.latest()?.clone(), s.deleted?)))
-            .collect()
     }
 
     /// GetDeletedSecret.
@@ -544,7 +590,7 @@ mod tests {
         let mut vault = vault_with("s", "a");
         vault.delete("s", 100).unwrap();
         assert_eq!(vault.get("s", None).unwrap_err().status, StatusCode::NOT_FOUND);
-        assert!(vault.list().is_empty());
+        assert!(vault.list_page(None, 25).0.is_empty());
         let err = vault
             .set("s", "b".into(), VersionFields::default(), "v2".into(), 0, 0)
             .unwrap_err();

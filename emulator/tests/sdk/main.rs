@@ -15,3 +15,4 @@ mod keyvault;
 mod lro;
 mod smoke;
 mod storage;
+mod throttling;
