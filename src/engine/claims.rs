@@ -145,8 +145,9 @@ pub enum Lookup {
     Fresh(Arc<Claims>),
     /// None fresh, but a sweep is listing every served vault: wait for it ([`Lookup::wait`]).
     Building(watch::Receiver<Option<Arc<Claims>>>),
-    /// Neither: list the vaults.
-    Missing,
+    /// Neither: the caller now builds the index ([`ClaimsCache::lookup_or_begin`]); other
+    /// rotations wait for it instead of listing every vault at the same time.
+    Begun(Building),
 }
 
 impl Lookup {
@@ -168,17 +169,24 @@ impl ClaimsCache {
         fresh(&held, now)
     }
 
-    /// A fresh index, else the one being built, else nothing.
-    pub async fn lookup(&self, now: OffsetDateTime) -> Lookup {
-        let held = self.0.lock().await;
+    /// A fresh index, else the one being built, else the caller is made its builder
+    /// (atomically: one builder at a time).
+    pub async fn lookup_or_begin(&self, now: OffsetDateTime) -> Lookup {
+        let mut held = self.0.lock().await;
         if let Some(claims) = fresh(&held, now) {
             return Lookup::Fresh(claims);
         }
-        match &held.building {
-            // A sweep that ended without finishing dropped its sender: nothing to wait for.
-            Some(receiver) if receiver.has_changed().is_ok() => Lookup::Building(receiver.clone()),
-            _ => Lookup::Missing,
+        if let Some(receiver) = &held.building
+            && receiver.has_changed().is_ok()
+        {
+            return Lookup::Building(receiver.clone());
         }
+        let (sender, receiver) = watch::channel(None);
+        held.building = Some(receiver);
+        Lookup::Begun(Building {
+            cache: self.clone(),
+            sender,
+        })
     }
 
     /// Keeps `claims`, built at `now`.

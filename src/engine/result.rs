@@ -278,6 +278,10 @@ impl SweepSummary {
     }
 }
 
+/// At most this many problems and errors go into a sweep's answer; the rest are counted
+/// (`problems_omitted`) and each is still in the log.
+pub const MAX_SWEEP_PROBLEMS: usize = 100;
+
 /// At most this many per-secret results go into a sweep's answer; the rest are counted
 /// (`results_omitted`) and each is still in the log (DESIGN.md's log contract).
 pub const MAX_SWEEP_RESULTS: usize = 500;
@@ -301,6 +305,9 @@ pub struct SweepReport {
     /// refused): an operator must act; the sweep does not ask the host to retry for them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
+    /// Problems and errors beyond [`MAX_SWEEP_PROBLEMS`] each, counted but not listed.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub problems_omitted: usize,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -383,6 +390,12 @@ impl SweepReport {
             out.push_str(line);
             out.push('\n');
         }
+        if self.problems_omitted > 0 {
+            out.push_str(&format!(
+                "... and {} more problems or errors (see the log)\n",
+                self.problems_omitted
+            ));
+        }
         out
     }
 
@@ -400,15 +413,38 @@ impl SweepReport {
         }
     }
 
-    /// Transient if any rotation was transient or a vault could not be listed for a transient
-    /// reason.
+    /// Transient if any rotation was transient (counted, listed or not) or a vault could not
+    /// be listed for a transient reason.
     pub fn class(&self) -> Class {
-        let transient =
-            !self.errors.is_empty() || self.results.iter().any(|r| r.outcome.class() == Class::Transient);
+        let s = &self.summary;
+        let counted = |reason: FailReason| s.failed_by_reason.get(fail_label(reason)).copied().unwrap_or(0);
+        let transient = !self.errors.is_empty()
+            || s.pending > 0
+            || counted(FailReason::Transient) > 0
+            || counted(FailReason::Locked) > 0
+            || self.results.iter().any(|r| r.outcome.class() == Class::Transient);
         if transient {
             Class::Transient
         } else {
             Class::Success
+        }
+    }
+
+    /// Adds a transient error, or counts it beyond [`MAX_SWEEP_PROBLEMS`].
+    pub fn error(&mut self, error: String) {
+        if self.errors.len() < MAX_SWEEP_PROBLEMS {
+            self.errors.push(error);
+        } else {
+            self.problems_omitted += 1;
+        }
+    }
+
+    /// Adds a problem an operator must fix, or counts it beyond [`MAX_SWEEP_PROBLEMS`].
+    pub fn problem(&mut self, problem: String) {
+        if self.problems.len() < MAX_SWEEP_PROBLEMS {
+            self.problems.push(problem);
+        } else {
+            self.problems_omitted += 1;
         }
     }
 }

@@ -22,7 +22,7 @@ use time::OffsetDateTime;
 use super::claims::{Claim, Claims};
 use super::decide::{self, Due};
 use super::log_events;
-use super::rotate::shared_message;
+use super::rotate::{outside_scopes, shared_message};
 use super::{
     Engine, FailReason, Outcome, RotationRequest, RotationResult, SkipReason, SweepReport, TriggerKind,
 };
@@ -70,6 +70,13 @@ impl Urgent {
     }
 }
 
+impl Urgent {
+    /// `vault/secret`, as the shared-resource check names it.
+    fn key(&self) -> String {
+        format!("{}/{}", self.request.vault, self.request.secret)
+    }
+}
+
 impl PartialEq for Urgent {
     fn eq(&self, other: &Self) -> bool {
         self.rank == other.rank
@@ -89,6 +96,29 @@ impl Ord for Urgent {
     fn cmp(&self, other: &Self) -> Ordering {
         other.rank.cmp(&self.rank)
     }
+}
+
+/// What the check of resources named by two secrets found: the secrets refused (by
+/// `vault/secret`) with their outcome and message, and what to report.
+#[derive(Default)]
+struct SharedCheck {
+    refused: BTreeMap<String, (Outcome, String)>,
+    errors: Vec<String>,
+    problems: Vec<String>,
+}
+
+/// Whether a rotation's outcome spent one of KEYFLIP_MAX_ROTATIONS_PER_SWEEP: it regenerated,
+/// published or planned; a refusal or a transient failure before any of that does not.
+fn did_work(outcome: Outcome) -> bool {
+    matches!(
+        outcome,
+        Outcome::Rotated
+            | Outcome::Repaired
+            | Outcome::Revoked
+            | Outcome::Pending
+            | Outcome::Planned
+            | Outcome::Failed(FailReason::VerificationTimeout)
+    )
 }
 
 /// Why a vault's listing failed, for the index of claims.
@@ -125,13 +155,18 @@ impl Engine {
     }
 
     /// The sweep: every vault of `vaults` listed at once, page by page; each due secret queued
-    /// by urgency as soon as its page arrives and rotated by up to KEYFLIP_CONCURRENCY at a
-    /// time while the listing goes on; no rotation started after the budget or beyond
-    /// KEYFLIP_MAX_ROTATIONS_PER_SWEEP (left to the next run and counted). A vault that is not
-    /// served is reported as a problem. The index of claims is published (to the rotations
-    /// waiting for it, and to later ones) only by a sweep that listed every served vault.
+    /// by urgency as soon as its page arrives. Rotations start while the listing goes on when
+    /// a fresh index of claims is cached (the one-resource-one-secret check, I9, needs every
+    /// served vault); otherwise as soon as the sweep's own index is complete and the resources
+    /// named by two secrets are checked, most urgent first, up to KEYFLIP_CONCURRENCY at a
+    /// time. No rotation starts within [`MIN_ROTATION_START`] of the budget's end, nor once
+    /// KEYFLIP_MAX_ROTATIONS_PER_SWEEP rotations did something (a refusal does not count): the
+    /// rest is left to the next run and counted. A vault that is not served is reported as a
+    /// problem. The index is published (to the cache and to rotations of other triggers
+    /// waiting for it) only by a sweep that listed every served vault completely.
     pub async fn sweep_with(&self, vaults: &[VaultName], options: SweepOptions) -> SweepReport {
         let started = Instant::now();
+        let listed_from = self.clock.now();
         let deadline = started + options.budget;
         let mut report = SweepReport::default();
         if self.settings.paused && !options.dry_run {
@@ -147,12 +182,15 @@ impl Engine {
                 let problem =
                     format!("vault {vault} is not served: add it to KEYFLIP_VAULTS to let keyflip sweep it");
                 log_events::sweep_problem(vault.as_str(), &problem);
-                report.problems.push(problem);
+                report.problem(problem);
             } else if !served.contains(&vault) {
                 served.push(vault);
             }
         }
         let everything = self.settings.vaults.iter().all(|v| served.contains(&v));
+        // A fresh index lets rotations start before the listing ends; without one they wait for
+        // this sweep's (or list every vault themselves, for a sweep of some vaults only).
+        let mut may_start = !everything || self.claims.fresh(listed_from).await.is_some();
         let mut building = match everything {
             true => Some(self.claims.begin().await),
             false => None,
@@ -174,35 +212,50 @@ impl Engine {
         });
         let mut listing = stream::select_all(listings);
         let mut listed = vec![false; served.len()];
+        let mut pages_listed = vec![0usize; served.len()];
         let mut listing_over = served.is_empty();
         let mut claims = Claims::default();
         let mut complete = true;
         let mut unlisted = Vec::new();
-        let mut index = None;
-        if listing_over {
-            index = Some(
-                self.publish_index(&mut building, claims.clone(), complete, unlisted.clone())
-                    .await,
-            );
-        }
 
         let mut queue = BinaryHeap::new();
         let mut seq = 0u64;
         let mut dispatched = HashSet::new();
         let mut running = FuturesUnordered::new();
+        let mut shared_check = std::pin::pin!(futures::future::OptionFuture::from(None));
+        let mut shared_pending = false;
+        let mut shared_done = false;
+        let mut acted = 0usize;
         let mut left_because = None;
         let concurrency = self.settings.concurrency.max(1);
         let min_start = MIN_ROTATION_START.min(options.budget / 3);
         loop {
-            while left_because.is_none() && running.len() < concurrency && !queue.is_empty() {
+            if listing_over && !shared_done && !shared_pending {
+                let index = self
+                    .publish_index(
+                        &mut building,
+                        std::mem::take(&mut claims),
+                        complete,
+                        &unlisted,
+                        listed_from,
+                    )
+                    .await;
+                // The check of shared resources may take a quarter of what is left.
+                let left = deadline.saturating_duration_since(Instant::now());
+                let check_until = Instant::now() + left / 4;
+                shared_check.set(Some(self.refuse_shared(index, check_until)).into());
+                shared_pending = true;
+            }
+            while may_start && left_because.is_none() && running.len() < concurrency && !queue.is_empty() {
+                let cap = self.settings.max_rotations_per_sweep;
                 if Instant::now() + min_start >= deadline {
                     left_because = Some("deadline");
-                } else if self
-                    .settings
-                    .max_rotations_per_sweep
-                    .is_some_and(|cap| dispatched.len() >= cap)
-                {
-                    left_because = Some("cap");
+                } else if cap.is_some_and(|cap| acted + running.len() >= cap) {
+                    // Rotations still running may end refused: wait for them before giving up.
+                    if running.is_empty() {
+                        left_because = Some("cap");
+                    }
+                    break;
                 } else if let Some(next) = queue.pop() {
                     let Urgent { request, .. } = next;
                     dispatched.insert(format!("{}/{}", request.vault, request.secret));
@@ -210,15 +263,46 @@ impl Engine {
                 }
             }
             let nothing_to_start = queue.is_empty() || left_because.is_some();
-            if listing_over && running.is_empty() && nothing_to_start {
+            if shared_done && running.is_empty() && nothing_to_start {
                 break;
             }
             tokio::select! {
-                Some(result) = running.next(), if !running.is_empty() => report.add(result),
+                Some(result) = running.next(), if !running.is_empty() => {
+                    if did_work(result.outcome) {
+                        acted += 1;
+                    }
+                    report.add(result);
+                }
+                Some(check) = &mut shared_check, if shared_pending => {
+                    shared_pending = false;
+                    shared_done = true;
+                    may_start = true;
+                    let SharedCheck { refused, errors, problems } = check;
+                    errors.into_iter().for_each(|e| report.error(e));
+                    problems.into_iter().for_each(|p| report.problem(p));
+                    // A due secret of a shared resource not started yet is refused here, once;
+                    // one started already refuses itself; one counted otherwise (not due,
+                    // misconfigured) keeps that count, and the problem names it.
+                    if !refused.is_empty() {
+                        let (kept, refusing): (Vec<Urgent>, Vec<Urgent>) = std::mem::take(&mut queue)
+                            .into_iter()
+                            .partition(|u| !refused.contains_key(&u.key()));
+                        queue = kept.into_iter().collect();
+                        for urgent in refusing {
+                            if let Some((outcome, message)) = refused.get(&urgent.key()) {
+                                let r = &urgent.request;
+                                let result = self.report(&r.vault, r.secret.as_str(), *outcome, message);
+                                log_events::rotation_ended(&result, None);
+                                report.add(result);
+                            }
+                        }
+                    }
+                }
                 next = listing.next(), if !listing_over => {
                     match next {
                         Some(Listed::Page(i, Ok(page))) => {
                             let vault = served[i];
+                            pages_listed[i] += 1;
                             report.summary.scanned += page.len();
                             claims.add(vault, &page, &self.settings.allowed_scopes);
                             let now = self.clock.now();
@@ -245,7 +329,7 @@ impl Engine {
                         }
                         Some(Listed::Page(i, Err(e))) => {
                             let vault = served[i];
-                            match self.listing_failed(vault, e, &mut report) {
+                            match self.listing_failed(vault, e, pages_listed[i] > 0, &mut report) {
                                 ListingFailure::ForNow => complete = false,
                                 ListingFailure::ForGood => unlisted.push(vault.clone()),
                                 ListingFailure::Missing => {}
@@ -256,7 +340,6 @@ impl Engine {
                     }
                     if listed.iter().all(|done| *done) {
                         listing_over = true;
-                        index = Some(self.publish_index(&mut building, claims.clone(), complete, unlisted.clone()).await);
                     }
                 }
                 () = tokio::time::sleep_until(deadline.into()), if !listing_over => {
@@ -270,53 +353,48 @@ impl Engine {
                         "listing vault {} ran out of the sweep's budget; the next sweep lists it again",
                         late.join(", ")
                     ));
+                    complete = false;
                     listing_over = true;
-                    index = Some(self.publish_index(&mut building, claims.clone(), false, unlisted.clone()).await);
                 }
             }
         }
         drop(listing);
         report.summary.left_for_next_run = queue.len();
         if !queue.is_empty() {
-            report.summary.left_because = left_because;
-        }
-        if let Some(index) = index {
-            let refused = self.refuse_shared(&index, &mut report, deadline).await;
-            for (name, (outcome, message)) in refused {
-                if dispatched.contains(&name) {
-                    continue;
-                }
-                if let Some((vault, secret)) = name.split_once('/')
-                    && let Ok(vault) = VaultName::parse(vault)
-                {
-                    let result = self.report(&vault, secret, outcome, &message);
-                    log_events::rotation_ended(&result, None);
-                    report.add(result);
-                }
-            }
+            report.summary.left_because = left_because.or(Some("deadline"));
         }
         self.finish_report(report, started)
     }
 
     /// Ends the listing's part: the index of claims from every page listed, published to the
-    /// cache and the waiting rotations when the sweep listed every served vault completely.
+    /// cache and the waiting rotations when the sweep listed every served vault completely,
+    /// stamped with the time the listing started (its oldest page).
     async fn publish_index(
         &self,
         building: &mut Option<super::claims::Building>,
         claims: Claims,
         complete: bool,
-        unlisted: Vec<VaultName>,
+        unlisted: &[VaultName],
+        listed_from: OffsetDateTime,
     ) -> Arc<Claims> {
-        let index = Arc::new(claims.with_unlisted(unlisted));
+        let index = Arc::new(claims.with_unlisted(unlisted.to_vec()));
         if let Some(building) = building.take() {
             let published = complete.then(|| index.clone());
-            building.finish(self.clock.now(), published).await;
+            building.finish(listed_from, published).await;
         }
         index
     }
 
-    /// Reports a vault whose listing failed, and says what that means for the index.
-    fn listing_failed(&self, vault: &VaultName, e: StoreError, report: &mut SweepReport) -> ListingFailure {
+    /// Reports a vault whose listing failed, and says what that means for the index: a vault
+    /// that answers "not found" after some pages were listed is an incomplete listing, not a
+    /// vault that does not exist.
+    fn listing_failed(
+        &self,
+        vault: &VaultName,
+        e: StoreError,
+        pages_listed: bool,
+        report: &mut SweepReport,
+    ) -> ListingFailure {
         if let StoreError::Transient(e) = e {
             report.errors.push(format!("listing vault {vault} failed: {e}"));
             return ListingFailure::ForNow;
@@ -325,8 +403,9 @@ impl Engine {
             "listing vault {vault} failed: {e}; check KEYFLIP_VAULTS and keyflip's access to the vault"
         );
         log_events::sweep_problem(vault.as_str(), &problem);
-        report.problems.push(problem);
+        report.problem(problem);
         match e {
+            StoreError::NotFound(_) if pages_listed => ListingFailure::ForNow,
             StoreError::NotFound(_) => ListingFailure::Missing,
             _ => ListingFailure::ForGood,
         }
@@ -382,19 +461,15 @@ impl Engine {
     /// The secrets the sweep must not rotate because another secret names the same resource
     /// and both hold a current key of it, each with its outcome and message; every such
     /// resource is reported under `problems`.
-    async fn refuse_shared(
-        &self,
-        claims: &Claims,
-        report: &mut SweepReport,
-        deadline: Instant,
-    ) -> BTreeMap<String, (Outcome, String)> {
+    async fn refuse_shared(&self, claims: Arc<Claims>, deadline: Instant) -> SharedCheck {
+        let mut check = SharedCheck::default();
         let mut refused = BTreeMap::new();
         for (resource, group) in claims.shared() {
             let names: Vec<String> = group.iter().map(ToString::to_string).collect();
             let holders = match self.holders_of(resource, group, deadline).await {
                 Ok(holders) => holders,
                 Err(why) => {
-                    report.errors.push(format!(
+                    check.errors.push(format!(
                         "{} name the same resource, and checking which of them hold its keys failed: {why}; none is rotated until the next sweep",
                         names.join(" and ")
                     ));
@@ -414,7 +489,7 @@ impl Engine {
                 holding.join(" and ")
             );
             log_events::sweep_problem("", &problem);
-            report.problems.push(problem);
+            check.problems.push(problem);
             for holder in &holding {
                 let others: Vec<&str> = holding
                     .iter()
@@ -428,7 +503,8 @@ impl Engine {
                 );
             }
         }
-        refused
+        check.refused = refused;
+        check
     }
 
     /// Which of `group` hold a current key of `resource` (its lower-cased id).
@@ -474,16 +550,6 @@ impl Engine {
                 "the secret is disabled",
             )));
         }
-        if crate::domain::tags::tag(&summary.tags, crate::domain::tags::ROTATION_ENABLED)
-            .is_some_and(|v| v.eq_ignore_ascii_case("false"))
-        {
-            return Some(Decision::Report(self.report(
-                vault,
-                name,
-                Outcome::Skipped(SkipReason::OptedOut),
-                "the secret's RotationEnabled tag is false",
-            )));
-        }
         let tags = match tags {
             Ok(tags) => tags,
             Err(e) => {
@@ -495,6 +561,28 @@ impl Engine {
                 )));
             }
         };
+        // An opt-out never stops an unfinished leaked-key revocation (its leaked key would stay
+        // valid): the rotation finishes it.
+        if !tags.rotation_enabled && tags.revoke.is_none() {
+            return Some(Decision::Report(self.report(
+                vault,
+                name,
+                Outcome::Skipped(SkipReason::OptedOut),
+                "the secret's RotationEnabled tag is false",
+            )));
+        }
+        if !self
+            .settings
+            .allowed_scopes
+            .permits(vault, &tags.provider_address)
+        {
+            return Some(Decision::Report(self.report(
+                vault,
+                name,
+                Outcome::Failed(FailReason::NotAllowed),
+                &outside_scopes(&self.settings.allowed_scopes, vault, &tags.provider_address),
+            )));
+        }
         if let Some(expires) = summary.expires.filter(|exp| *exp <= self.clock.now()) {
             log_events::secret_expired(vault.as_str(), name, expires);
         }

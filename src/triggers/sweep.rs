@@ -148,10 +148,10 @@ pub fn reply(report: &SweepReport, timer: &TimerInfo) -> Reply {
         .filter(|r| matches!(r.outcome, Outcome::Failed(_) | Outcome::Pending))
         .collect();
     logs.extend(notable.iter().take(MAX_RESULT_LINES).map(|r| log_line(r)));
-    if notable.len() > MAX_RESULT_LINES {
+    let more = notable.len().saturating_sub(MAX_RESULT_LINES) + report.results_omitted;
+    if more > 0 {
         logs.push(format!(
-            "… and {} more failed or pending secrets (see ReturnValue)",
-            notable.len() - MAX_RESULT_LINES
+            "… and {more} more results (each is in the log with its event; the summary counts them)"
         ));
     }
     if status == StatusCode::INTERNAL_SERVER_ERROR {

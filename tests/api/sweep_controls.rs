@@ -162,11 +162,9 @@ async fn the_answer_lists_at_most_500_results_and_counts_the_rest() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rotations_start_while_the_vaults_are_still_being_listed() {
-    // Arrange: the first page of a 100-secret vault holds a due secret; each listing page
-    // takes 150 ms (real time: the order of the calls is asserted, never a duration)
-    let app = spawn_app().await;
+/// 99 plain secrets in [`VAULT`] (4 pages with one more), each page of the listing slowed by
+/// 150 ms of real time (the order of the calls is asserted, never a duration).
+async fn slow_listing(app: &TestApp) {
     let mut secrets = Vec::new();
     for i in 0..99 {
         secrets.push(json!({"name": format!("z-plain-{i:03}"), "versions": [{"value": "v"}]}));
@@ -175,7 +173,6 @@ async fn rotations_start_while_the_vaults_are_still_being_listed() {
         .seed(&json!({"vaults": [{"name": VAULT, "secrets": secrets}]}))
         .await
         .unwrap();
-    seed_due(&app, "a-due", 5).await;
     app.control
         .latency(&LatencyRule {
             operation: "GetSecrets".into(),
@@ -185,18 +182,17 @@ async fn rotations_start_while_the_vaults_are_still_being_listed() {
         })
         .await
         .unwrap();
-    app.control.clear_calls().await.unwrap();
+}
 
-    // Act
-    let answer = app.sweep().await;
-
-    // Assert: rotated, and its secret was read before the listing's last page was asked for;
-    // both vaults' listings were under way at once
-    assert_eq!(answer.outcome_for(VAULT, "a-due"), "rotated", "{:?}", answer.body);
+/// The seq of the last listing page of [`VAULT`] and of the first value read.
+async fn last_page_and_first_read(app: &TestApp) -> (u64, u64, Vec<emulator::calls::Call>) {
     let calls = app.control.calls(None).await.unwrap();
-    let pages: Vec<&emulator::calls::Call> = calls.iter().filter(|c| c.operation == "GetSecrets").collect();
-    let last_page = pages
-        .iter()
+    let pages = || calls.iter().filter(|c| c.operation == "GetSecrets");
+    assert!(
+        pages().filter(|c| c.target == VAULT).count() >= 4,
+        "100 secrets take 4 pages"
+    );
+    let last_page = pages()
         .filter(|c| c.target == VAULT)
         .map(|c| c.seq)
         .max()
@@ -207,23 +203,166 @@ async fn rotations_start_while_the_vaults_are_still_being_listed() {
         .map(|c| c.seq)
         .min()
         .unwrap();
-    assert!(
-        pages.iter().filter(|c| c.target == VAULT).count() >= 4,
-        "100 secrets take 4 pages"
-    );
+    (last_page, first_read, calls)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_fresh_index_rotations_start_while_the_vaults_are_still_being_listed() {
+    // Arrange: a first sweep leaves a fresh index of claims; then a due secret on the first
+    // page of a slow listing
+    let app = spawn_app().await;
+    slow_listing(&app).await;
+    app.sweep().await;
+    seed_due(&app, "a-due", 5).await;
+    app.control.clear_calls().await.unwrap();
+
+    // Act
+    let answer = app.sweep().await;
+
+    // Assert: rotated, and read before the listing's last page was asked for; both vaults'
+    // listings were under way at once
+    assert_eq!(answer.outcome_for(VAULT, "a-due"), "rotated", "{:?}", answer.body);
+    let (last_page, first_read, calls) = last_page_and_first_read(&app).await;
     assert!(
         first_read < last_page,
         "the due secret was read only after the whole listing"
     );
-    let other_first = pages
+    let other_first = calls
         .iter()
-        .filter(|c| c.target != VAULT)
+        .filter(|c| c.operation == "GetSecrets" && c.target != VAULT)
         .map(|c| c.seq)
         .min()
         .unwrap();
     assert!(
         other_first < last_page,
         "the vaults were listed one after the other"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_index_rotations_wait_for_the_listing_and_go_most_urgent_first() {
+    // Arrange: no index yet; a due secret on the first page and a more urgent (expired) one
+    // on the last; one rotation at a time
+    let app = spawn_app_with(&[("KEYFLIP_CONCURRENCY", "1")]).await;
+    slow_listing(&app).await;
+    seed_due(&app, "a-later", 20).await;
+    seed_due(&app, "zz-expired", -2).await;
+    app.control.clear_calls().await.unwrap();
+
+    // Act
+    let answer = app.sweep().await;
+
+    // Assert: no value read (and no lease taken) before the listing ended, then the expired
+    // one first; both rotated
+    assert_eq!(answer.result()["summary"]["rotated"], 2, "{:?}", answer.body);
+    let (last_page, first_read, _) = last_page_and_first_read(&app).await;
+    assert!(
+        first_read > last_page,
+        "a rotation started before the index was complete"
+    );
+    assert_eq!(
+        regenerated_accounts(&app).await,
+        ["acc-zz-expired", "acc-a-later"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_secrets_do_not_use_up_the_rotation_cap() {
+    // Arrange: a cap of one; the most urgent secret (expired) names an account outside the
+    // vault's scopes, as a hostile tag writer could
+    let app = spawn_app_with(&[("KEYFLIP_MAX_ROTATIONS_PER_SWEEP", "1")]).await;
+    seed_due(&app, "healthy", 5).await;
+    let mut hostile = SecretSpec::new("hostile", "acc-hostile").tag(
+        "ProviderAddress",
+        "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/elsewhere/providers/Microsoft.CognitiveServices/accounts/acc-hostile",
+    );
+    hostile.expires_in_days = Some(-3650);
+    hostile.value = Some("not-a-key".into());
+    app.seed_secret(hostile).await;
+
+    // Act
+    let answer = app.sweep().await;
+
+    // Assert: the hostile one refused, the healthy one rotated anyway
+    assert_eq!(
+        answer.outcome_for(VAULT, "hostile"),
+        "failed:not-allowed",
+        "{:?}",
+        answer.body
+    );
+    assert_eq!(
+        answer.outcome_for(VAULT, "healthy"),
+        "rotated",
+        "{:?}",
+        answer.body
+    );
+    assert_eq!(answer.result()["summary"]["left_for_next_run"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transient_failure_beyond_the_listed_results_still_asks_the_host_to_retry() {
+    // Arrange: 500 misconfigured secrets fill the listed results; then a due secret whose
+    // account answers 503 to every listKeys
+    let app = spawn_app().await;
+    let secrets: Vec<_> = (0..500)
+        .map(|i| json!({"name": format!("a-bad-{i:03}"), "versions": [{"value": "v", "tags": {"CredentialId": "key1"}}]}))
+        .collect();
+    app.control
+        .seed(&json!({"vaults": [{"name": VAULT, "secrets": secrets}]}))
+        .await
+        .unwrap();
+    seed_due(&app, "z-due", 5).await;
+    app.control
+        .fault(&emulator::faults::FaultRule {
+            operation: "Accounts_ListKeys".into(),
+            target: None,
+            status: 503,
+            count: 100,
+            retry_after_seconds: None,
+            phase: Default::default(),
+            code: None,
+            message: None,
+        })
+        .await
+        .unwrap();
+
+    // Act
+    let answer = app.sweep().await;
+
+    // Assert: 500, the failure counted though not listed
+    let report = answer.result();
+    assert_eq!(
+        report["summary"]["failed_by_reason"]["transient"], 1,
+        "{}",
+        report["summary"]
+    );
+    assert_eq!(report["results_omitted"], 1);
+    assert_eq!(answer.status, 500, "{}", report["summary"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_resource_is_reported_once_per_secret() {
+    // Arrange: two secrets, not due, both holding the same account's key
+    let app = spawn_app().await;
+    app.seed_account("acc-shared", "OpenAI").await;
+    for name in ["shared-one", "shared-two"] {
+        let mut spec = SecretSpec::new(name, "acc-shared");
+        spec.validity_days = "365".into();
+        spec.expires_in_days = Some(200);
+        app.seed_secret(spec).await;
+    }
+
+    // Act
+    let answer = app.sweep().await;
+
+    // Assert: each counted once, as not due, and the problem names both
+    let report = answer.result();
+    assert_eq!(report["summary"]["skipped"], 2, "{}", report["summary"]);
+    assert_eq!(report["summary"]["failed"], 0, "{}", report["summary"]);
+    let problems = report["problems"].to_string();
+    assert!(
+        problems.contains("shared-one") && problems.contains("shared-two"),
+        "{problems}"
     );
 }
 

@@ -7,8 +7,9 @@ use crate::engine::claims::Lookup;
 
 impl Engine {
     /// The index of which secrets name each resource: the last one if fresh (and `listing`
-    /// allows a cached one), or the one a running sweep is building (waited for), else every
-    /// served vault listed again, concurrently. A vault that
+    /// allows a cached one), or the one a sweep or another rotation is building (waited for),
+    /// else every served vault listed again, concurrently — by one rotation at a time, the
+    /// others waiting for its index (a failed listing drops it, and they list themselves). A vault that
     /// cannot be listed for now fails the rotation (a retry will resume); one keyflip cannot
     /// list for good is left out with a warning and named in [`Claims::unlisted`].
     pub(super) async fn claims_now(
@@ -17,15 +18,16 @@ impl Engine {
         deadline: Instant,
     ) -> Result<Arc<Claims>, Finish> {
         let now = self.clock.now();
+        let mut building = None;
         if listing == Listing::Cached {
-            match self.claims.lookup(now).await {
+            match self.claims.lookup_or_begin(now).await {
                 Lookup::Fresh(claims) => return Ok(claims),
                 Lookup::Building(mut receiver) => {
                     let waiting = Lookup::wait(&mut receiver);
                     let built = self
                         .within(
                             deadline,
-                            "waiting for the sweep's listing of the served vaults",
+                            "waiting for another listing of the served vaults",
                             waiting,
                         )
                         .await?;
@@ -33,7 +35,7 @@ impl Engine {
                         return Ok(claims);
                     }
                 }
-                Lookup::Missing => {}
+                Lookup::Begun(ours) => building = Some(ours),
             }
         }
         let lists = self.settings.vaults.iter().map(|vault| async move {
@@ -70,7 +72,11 @@ impl Engine {
             )
             .with_unlisted(unlisted),
         );
-        self.claims.store(now, claims.clone()).await;
+        match building {
+            // Published to every rotation waiting for it, and kept.
+            Some(building) => building.finish(now, Some(claims.clone())).await,
+            None => self.claims.store(now, claims.clone()).await,
+        }
         Ok(claims)
     }
 

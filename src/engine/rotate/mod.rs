@@ -383,15 +383,17 @@ impl Engine {
             ));
         }
 
-        if tags::tag(&secret.tags, tags::ROTATION_ENABLED).is_some_and(|v| v.eq_ignore_ascii_case("false")) {
+        // 2. Validate.
+        let plan = self.validate(request, &secret, facts)?;
+        // The opt-out, read from the parsed tags (an ambiguous tag is refused by validation).
+        // It never stops an unfinished leaked-key revocation or an emergency asked for now:
+        // the leaked key would stay valid.
+        if !plan.tags.rotation_enabled && plan.tags.revoke.is_none() && !request.revoke_active {
             return Err(finish(
                 Outcome::Skipped(SkipReason::OptedOut),
                 "the secret's RotationEnabled tag is false: keyflip leaves it alone; remove the tag (or set it to true) to rotate it again",
             ));
         }
-
-        // 2. Validate.
-        let plan = self.validate(request, &secret, facts)?;
         let now = self.clock.now();
         let pending = decide::pending_state(plan.tags.pending.as_ref(), now, self.settings.pending_timeout);
         if work == Work::Rotate
@@ -745,12 +747,7 @@ impl Engine {
         if !self.settings.allowed_scopes.permits(&request.vault, resource) {
             return Err(failed(
                 FailReason::NotAllowed,
-                format!(
-                    "tag ProviderAddress names {resource}, which is outside the KEYFLIP_ALLOWED_SCOPES of vault {} ({}): add its subscription or resource group to that setting (as {}=<scope> to allow it for this vault only) to rotate it",
-                    request.vault,
-                    self.settings.allowed_scopes.describe_for(&request.vault),
-                    request.vault
-                ),
+                outside_scopes(&self.settings.allowed_scopes, &request.vault, resource),
             ));
         }
         let active = provider.slot_from_tag(&parsed.credential_id).ok_or_else(|| {
@@ -1019,6 +1016,18 @@ impl Writes<'_> {
 /// The deadline of a write the lease allows for `window`: the invocation's, or sooner.
 fn write_deadline(deadline: Instant, window: Duration) -> Instant {
     deadline.min(Instant::now() + window)
+}
+
+/// Why a resource outside the vault's KEYFLIP_ALLOWED_SCOPES is refused, and how to allow it.
+pub(in crate::engine) fn outside_scopes(
+    scopes: &crate::domain::AllowedScopes,
+    vault: &crate::domain::VaultName,
+    resource: &ArmResourceId,
+) -> String {
+    format!(
+        "tag ProviderAddress names {resource}, which is outside the KEYFLIP_ALLOWED_SCOPES of vault {vault} ({}): add its subscription or resource group to that setting (as {vault}=<scope> to allow it for this vault only) to rotate it",
+        scopes.describe_for(vault)
+    )
 }
 
 /// How long releasing the lease may take at the end of a rotation.
