@@ -1,8 +1,19 @@
 // The second step of a deployment: the Event Grid subscription from one vault's system topic
-// to keyflip's KeyVaultEvents function. It cannot be part of main.bicep: Event Grid validates
-// the destination when the subscription is created and refuses a function that does not exist
-// yet ("Destination endpoint not found"), and the function exists only once the code package
-// is deployed. scripts/subscribe-eventgrid.sh deploys this file into the topic's resource
+// to keyflip, by one of two paths (main.bicep's eventDelivery, passed on by the script):
+//
+// - push: to the KeyVaultEvents function (endpointType AzureFunction). It cannot be part of
+//   main.bicep: Event Grid validates the destination when the subscription is created and
+//   refuses a function that does not exist yet ("Destination endpoint not found"), and the
+//   function exists only once the code package is deployed.
+// - queue: into the keyflip-events Storage queue of the app's own storage account
+//   (endpointType StorageQueue), written with the system topic's system-assigned identity
+//   (deliveryWithResourceIdentity; main.bicep grants it Storage Queue Data Message Sender on
+//   that queue), read by the KeyVaultEventsQueue queue trigger. No handshake, no function key,
+//   no public endpoint of the app. A storage account behind a firewall accepts Event Grid
+//   deliveries only from a system-assigned identity on the topic (with trusted Azure services
+//   allowed through, networkAcls.bypass 'AzureServices'), never from a user-assigned one
+//   (../shared/reference/queues-flex-and-limits.md §2.2).
+// scripts/subscribe-eventgrid.sh deploys this file into the topic's resource
 // group after the code, once per topic, retrying while the function is not indexed yet. A PUT
 // of the same subscription is idempotent: running it again changes nothing.
 //
@@ -14,7 +25,7 @@ param systemTopicName string
 @description('Resource id of the function app (main.bicep output FUNCTION_APP_ID).')
 param functionAppId string
 
-@description('Resource id of the storage account that holds dead letters (main.bicep output DEAD_LETTER_STORAGE_ACCOUNT_ID).')
+@description('Resource id of the app\'s storage account, which holds dead letters and, with delivery=queue, the events queue (main.bicep output DEAD_LETTER_STORAGE_ACCOUNT_ID).')
 param deadLetterStorageAccountId string
 
 @description('Container for dead letters (main.bicep output DEAD_LETTER_CONTAINER).')
@@ -23,6 +34,47 @@ param deadLetterContainerName string = 'eventgrid-deadletter'
 @description('Name of the event subscription.')
 param subscriptionName string = 'keyflip-secret-expiry'
 
+@description('push: to the KeyVaultEvents function; queue: into the events queue of the app\'s storage account with the topic\'s system-assigned identity (main.bicep output EVENT_DELIVERY).')
+@allowed([
+  'push'
+  'queue'
+])
+param delivery string = 'push'
+
+@description('Queue Event Grid writes to with delivery=queue, in the dead-letter storage account (the app\'s own; main.bicep output EVENTS_QUEUE_NAME).')
+param queueName string = 'keyflip-events'
+
+// One event per invocation either way: the custom-handler envelope carries one event, and a
+// queue message holds one event.
+var pushDestination = {
+  destination: {
+    endpointType: 'AzureFunction'
+    properties: {
+      resourceId: '${functionAppId}/functions/KeyVaultEvents'
+      maxEventsPerBatch: 1
+      preferredBatchSizeInKilobytes: 64
+    }
+  }
+}
+
+// Event Grid takes the storage ACCOUNT id and the queue's name. Messages live 7 days, as the
+// poison queue's do; the sweep catches whatever expires unread.
+var queueDestination = {
+  deliveryWithResourceIdentity: {
+    identity: {
+      type: 'SystemAssigned'
+    }
+    destination: {
+      endpointType: 'StorageQueue'
+      properties: {
+        resourceId: deadLetterStorageAccountId
+        queueName: queueName
+        queueMessageTimeToLiveInSeconds: 604800
+      }
+    }
+  }
+}
+
 resource topic 'Microsoft.EventGrid/systemTopics@2025-02-15' existing = {
   name: systemTopicName
 }
@@ -30,17 +82,8 @@ resource topic 'Microsoft.EventGrid/systemTopics@2025-02-15' existing = {
 resource expiry 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2025-02-15' = {
   parent: topic
   name: subscriptionName
-  properties: {
+  properties: union(delivery == 'queue' ? queueDestination : pushDestination, {
     eventDeliverySchema: 'EventGridSchema'
-    destination: {
-      endpointType: 'AzureFunction'
-      properties: {
-        resourceId: '${functionAppId}/functions/KeyVaultEvents'
-        // One event per invocation: the custom-handler envelope carries one event.
-        maxEventsPerBatch: 1
-        preferredBatchSizeInKilobytes: 64
-      }
-    }
     filter: {
       includedEventTypes: [
         'Microsoft.KeyVault.SecretNearExpiry'
@@ -66,7 +109,7 @@ resource expiry 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2025-02-15'
         }
       }
     }
-  }
+  })
 }
 
 output eventSubscriptionId string = expiry.id

@@ -14,9 +14,11 @@
 // deploy-to-resource-group.md, "Deployment scopes"): the vaults, the custom role definitions
 // (subscription scope) and their assignments go through such modules.
 //
-// Not here: the Event Grid subscription from each topic to the KeyVaultEvents function. Event
-// Grid refuses a function that does not exist yet, so it is created after the code is
-// deployed, by scripts/subscribe-eventgrid.sh (azd's postdeploy hook; the second step for az).
+// Not here: the Event Grid subscription from each topic to keyflip (the KeyVaultEvents function
+// with eventDelivery=push, the keyflip-events queue with eventDelivery=queue). Event Grid
+// refuses a function that does not exist yet, so it is created after the code is deployed, by
+// scripts/subscribe-eventgrid.sh (azd's postdeploy hook; the second step for az), with
+// infra/eventgrid-subscription.bicep; this file creates the queues and the roles it needs.
 //
 // Classic Bicep only (no user-defined functions or types, no spread): tests/deploy parses
 // every file here with tree-sitter-bicep, whose grammar lacks them.
@@ -89,6 +91,20 @@ param pendingAlertHours int = 2
 @description('Object id of the person or pipeline deploying (azd fills it in); when set, it gets Storage Blob Data Contributor on the keyflip-locks container (the CLI takes its leases there) and, on Elastic Premium, on the package container. Empty = none.')
 param principalId string = ''
 
+@description('How the RotationSweep timer sweeps (KEYFLIP_SWEEP_MODE): single (its own invocation sweeps every vault; small fleets) or queue (it enqueues one message per vault on the keyflip-sweep queue and the SweepVault queue trigger sweeps each, spread over the app\'s instances).')
+@allowed([
+  'single'
+  'queue'
+])
+param sweepMode string = 'single'
+
+@description('How Event Grid delivers Key Vault events (read by scripts/subscribe-eventgrid.sh): push (to the KeyVaultEvents function through its public endpoint) or queue (into the keyflip-events queue of the app\'s storage account with the system topic\'s system-assigned identity, read by KeyVaultEventsQueue: the app needs no public endpoint for events).')
+@allowed([
+  'push'
+  'queue'
+])
+param eventDelivery string = 'push'
+
 @description('Type of principalId: User, Group or ServicePrincipal.')
 @allowed([
   'User'
@@ -117,11 +133,25 @@ var packageContainerName = 'keyflip-package'
 // keyflip's rotation leases and its mark key (.mark-key) live here (src/lease).
 var locksContainerName = 'keyflip-locks'
 var deadLetterContainerName = 'eventgrid-deadletter'
+// The fan-out sweep's queue and the queue-delivered events' (src/triggers/queue.rs), and their
+// poison queues, where the host moves a message after host.json's maxDequeueCount attempts.
+var sweepQueueName = 'keyflip-sweep'
+var eventsQueueName = 'keyflip-events'
+var queueNames = [
+  sweepQueueName
+  '${sweepQueueName}-poison'
+  eventsQueueName
+  '${eventsQueueName}-poison'
+]
+var deliverToQueue = eventDelivery == 'queue'
 
 // Built-in role definition ids (../shared/reference/azure-deploy.md §4.1).
 var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
 var storageBlobDataContributor = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
 var storageTableDataContributor = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
+var storageQueueDataContributor = '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
+// ../shared/reference/queues-flex-and-limits.md §2.2.
+var storageQueueDataMessageSender = 'c6a89b2d-59bc-44d0-9896-0f6e12d7b80a'
 var monitoringMetricsPublisher = '3913510d-42f4-4e42-8a64-420c390055eb'
 
 // ---- vaults and scopes, normalised ----------------------------------------------------------
@@ -178,6 +208,16 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     defaultToOAuthAuthentication: true
     minimumTlsVersion: 'TLS1_2'
     supportsHttpsTrafficOnly: true
+    // Open by default; if the account is later put behind a firewall (defaultAction 'Deny' or
+    // VNet rules), Event Grid's queue delivery keeps working only because trusted Azure
+    // services may pass ('AzureServices') AND the delivery uses the system topic's
+    // system-assigned identity: a storage account behind a firewall accepts Event Grid
+    // deliveries only from a system-assigned identity on the topic, never a user-assigned one
+    // (../shared/reference/queues-flex-and-limits.md §2.2).
+    networkAcls: {
+      bypass: 'AzureServices'
+      defaultAction: 'Allow'
+    }
   }
 }
 
@@ -211,6 +251,18 @@ resource deadLetterContainer 'Microsoft.Storage/storageAccounts/blobServices/con
     publicAccess: 'None'
   }
 }
+
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+}
+
+// Created here rather than on first use: Event Grid's queue destination must exist, and the
+// poison queues are then there to be watched (their messages expire after 7 days).
+resource queues 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = [for name in queueNames: {
+  parent: queueService
+  name: name
+}]
 
 // ---- monitoring ----------------------------------------------------------------------------
 
@@ -323,6 +375,10 @@ var keyflipSettings = [
   {
     name: 'KEYFLIP_DWELL_HOURS'
     value: string(dwellHours)
+  }
+  {
+    name: 'KEYFLIP_SWEEP_MODE'
+    value: sweepMode
   }
 ]
 
@@ -456,6 +512,21 @@ resource tableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' =
   }
 }
 
+// The queue triggers (SweepVault, KeyVaultEventsQueue) and the timer's queue output binding:
+// Storage Queue Data Contributor, because the host reads, deletes and updates messages, writes
+// the fan-out's, and creates a queue that is missing (the output binding and the move to
+// <queue>-poison both do); Reader + Message Processor + Message Sender would not create one.
+// Both queue functions are in every package, so their listeners poll whatever the modes.
+resource queueContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, principalKey, storageQueueDataContributor)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageQueueDataContributor)
+    principalId: principalObjectId
+    principalType: 'ServicePrincipal'
+  }
+}
+
 resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: appInsightsName
 }
@@ -523,6 +594,27 @@ resource deadLetterWriters 'Microsoft.Authorization/roleAssignments@2022-04-01' 
   }
 }]
 
+// Queue delivery: each topic's system-assigned identity may add messages to keyflip-events
+// only (Storage Queue Data Message Sender on that queue). A system-assigned identity because a
+// storage account behind a firewall accepts Event Grid deliveries only from one.
+resource eventsQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' existing = {
+  parent: queueService
+  name: eventsQueueName
+}
+
+resource eventQueueSenders 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for (v, i) in vaultList: if (deliverToQueue) {
+  name: guid(storage.id, eventsQueueName, v.subscriptionId, v.resourceGroup, v.systemTopicName, storageQueueDataMessageSender)
+  scope: eventsQueue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageQueueDataMessageSender)
+    principalId: vaultAccess[i].outputs.topicPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+  dependsOn: [
+    queues
+  ]
+}]
+
 // ---- allowed scopes: the custom role and its assignments ------------------------------------
 
 module rotatorRoles 'modules/rotator-role.bicep' = [for sub in rotatorSubscriptions: {
@@ -587,3 +679,6 @@ output EVENTGRID_SYSTEM_TOPIC_IDS string = join(map(vaultList, v => resourceId(v
 output HOSTING_PLAN string = plan
 output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.appInsightsName
 output APP_PRINCIPAL_ID string = principalObjectId
+output EVENT_DELIVERY string = eventDelivery
+output EVENTS_QUEUE_NAME string = eventsQueueName
+output SWEEP_MODE string = sweepMode

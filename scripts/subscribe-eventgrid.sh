@@ -1,9 +1,13 @@
 #!/bin/sh
 # The second step of a keyflip deployment: subscribes each vault's Event Grid system topic to
-# the KeyVaultEvents function (infra/eventgrid-subscription.bicep), after the code is deployed.
-# Event Grid refuses a function that does not exist yet, so this waits until the app has indexed
-# KeyVaultEvents and retries while Event Grid still cannot see it. Running it again changes
-# nothing (the deployment is an idempotent PUT).
+# keyflip (infra/eventgrid-subscription.bicep), after the code is deployed. With main.bicep's
+# eventDelivery=push (output EVENT_DELIVERY; the default when it is absent) the destination is
+# the KeyVaultEvents function: Event Grid refuses a function that does not exist yet, so this
+# waits until the app has indexed KeyVaultEvents and retries while Event Grid still cannot see
+# it. With eventDelivery=queue the destination is the EVENTS_QUEUE_NAME queue of the app's
+# storage account, written with the topic's system-assigned identity: nothing to wait for.
+# Running it again changes nothing (the deployment is an idempotent PUT); switching the mode
+# and running it again moves the subscription to the other destination.
 #
 # azd runs it as the project's postdeploy hook and passes main.bicep's outputs as environment
 # variables. With the Azure CLI alone, run it after `az deployment group create` and the code
@@ -68,14 +72,32 @@ output() {
   printf '%s' "$value"
 }
 
+# An output older deployments lack: its value, or the default given.
+optional_output() {
+  eval "value=\${$1:-}"
+  if [ -z "$value" ] && [ -n "$resource_group" ]; then
+    value=$(az deployment group show --resource-group "$resource_group" --name "$deployment" \
+      --query "properties.outputs.$1.value" --output tsv 2>/dev/null) || value=""
+  fi
+  [ -n "$value" ] || value=$2
+  printf '%s' "$value"
+}
+
 app_id=$(output FUNCTION_APP_ID)
 dead_letter_account=$(output DEAD_LETTER_STORAGE_ACCOUNT_ID)
 dead_letter_container=$(output DEAD_LETTER_CONTAINER)
 topics=$(output EVENTGRID_SYSTEM_TOPIC_IDS)
+delivery=$(optional_output EVENT_DELIVERY push)
+queue_name=$(optional_output EVENTS_QUEUE_NAME keyflip-events)
+case "$delivery" in
+  push) destination="KeyVaultEvents" ;;
+  queue) destination="queue $queue_name" ;;
+  *) fail "EVENT_DELIVERY='$delivery' is neither push nor queue (main.bicep's eventDelivery)" ;;
+esac
 
-# 1. Wait until the app has indexed KeyVaultEvents (the code deployment must have run).
+# 1. Push: wait until the app has indexed KeyVaultEvents (the code deployment must have run).
 i=1
-until az rest --method get --url "$app_id/functions/KeyVaultEvents?api-version=2024-04-01" --output none 2>/dev/null; do
+[ "$delivery" = queue ] || until az rest --method get --url "$app_id/functions/KeyVaultEvents?api-version=2024-04-01" --output none 2>/dev/null; do
   [ "$i" -lt "$attempts" ] ||
     fail "the function KeyVaultEvents of $app_id is still not there after $attempts attempts: deploy the code first (azd deploy, or the package of scripts/package.sh), then run this again"
   echo "subscribe-eventgrid: KeyVaultEvents is not indexed yet (attempt $i of $attempts); waiting ${pause}s"
@@ -97,8 +119,9 @@ for topic in $topics; do
       --name "keyflip-eventgrid-$short" --template-file "$template" \
       --parameters systemTopicName="$name" functionAppId="$app_id" \
       deadLetterStorageAccountId="$dead_letter_account" deadLetterContainerName="$dead_letter_container" \
+      delivery="$delivery" queueName="$queue_name" \
       --output none 2>&1); then
-      echo "subscribe-eventgrid: $name -> KeyVaultEvents subscribed"
+      echo "subscribe-eventgrid: $name -> $destination subscribed"
       break
     fi
     case "$result" in

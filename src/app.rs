@@ -223,4 +223,5 @@ pub fn state(settings: &Settings, engine: Engine) -> AppState {
     AppState::from_engine(engine, budgets(settings))
         .with_allowed_hosts(allowed_hosts(settings))
         .with_max_invocations(settings.max_invocations)
+        .with_sweep_mode(settings.sweep_mode)
 }

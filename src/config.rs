@@ -49,6 +49,7 @@ pub const KEYFLIP_MAX_INVOCATIONS: &str = "KEYFLIP_MAX_INVOCATIONS";
 pub const KEYFLIP_LEASE: &str = "KEYFLIP_LEASE";
 pub const KEYFLIP_PAUSED: &str = "KEYFLIP_PAUSED";
 pub const KEYFLIP_MAX_ROTATIONS_PER_SWEEP: &str = "KEYFLIP_MAX_ROTATIONS_PER_SWEEP";
+pub const KEYFLIP_SWEEP_MODE: &str = "KEYFLIP_SWEEP_MODE";
 pub const FUNCTIONS_CUSTOMHANDLER_PORT: &str = "FUNCTIONS_CUSTOMHANDLER_PORT";
 /// Set by App Service: the app's default host name (`myapp.azurewebsites.net`; Core Tools sets
 /// `localhost:7071`).
@@ -75,6 +76,7 @@ pub const KEYFLIP_SETTINGS: &[&str] = &[
     KEYFLIP_LEASE,
     KEYFLIP_PAUSED,
     KEYFLIP_MAX_ROTATIONS_PER_SWEEP,
+    KEYFLIP_SWEEP_MODE,
 ];
 
 /// Settings for running outside Azure only, which a deployment (`infra/main.bicep`) never sets:
@@ -128,6 +130,26 @@ pub enum LeaseMode {
     /// This process's memory: exact only while a single process rotates (the demo). Used only
     /// when asked for by name, never as a fallback.
     InProcess,
+}
+
+/// How the RotationSweep timer sweeps (`KEYFLIP_SWEEP_MODE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SweepMode {
+    /// The timer's own invocation sweeps every vault (the default: small fleets).
+    #[default]
+    Single,
+    /// The timer enqueues one message per vault on the `keyflip-sweep` queue (its output
+    /// binding) and the SweepVault queue trigger sweeps each, spread over the app's instances.
+    Queue,
+}
+
+impl SweepMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Single => "single",
+            Self::Queue => "queue",
+        }
+    }
 }
 
 /// A vault keyflip serves and where its API is.
@@ -186,6 +208,8 @@ pub struct Settings {
     pub paused: bool,
     /// `KEYFLIP_MAX_ROTATIONS_PER_SWEEP`: at most this many rotations per sweep (none: no cap).
     pub max_rotations_per_sweep: Option<usize>,
+    /// `KEYFLIP_SWEEP_MODE`: `single` (default) or `queue` (fan-out through `keyflip-sweep`).
+    pub sweep_mode: SweepMode,
     /// `AzureWebJobsStorage` (or its identity-based `__` settings): where the leases live;
     /// always present when `lease` is [`LeaseMode::Storage`].
     pub storage: Option<StorageConfig>,
@@ -268,6 +292,21 @@ fn parse_lease(v: Vars<'_>) -> Result<LeaseMode, ConfigError> {
             other,
             "is not a lease mode",
             "storage (a blob lease in AzureWebJobsStorage, the default) or in-process (one process only, e.g. the demo)",
+        )),
+    }
+}
+
+/// `KEYFLIP_SWEEP_MODE`: whether the timer sweeps itself or fans out through the queue.
+fn parse_sweep_mode(v: Vars<'_>) -> Result<SweepMode, ConfigError> {
+    match v.get(KEYFLIP_SWEEP_MODE) {
+        None => Ok(SweepMode::Single),
+        Some(mode) if mode.eq_ignore_ascii_case("single") => Ok(SweepMode::Single),
+        Some(mode) if mode.eq_ignore_ascii_case("queue") => Ok(SweepMode::Queue),
+        Some(other) => Err(invalid(
+            KEYFLIP_SWEEP_MODE,
+            other,
+            "is not a sweep mode",
+            "single (the timer's invocation sweeps every vault, the default) or queue (one message per vault on the keyflip-sweep queue, swept by SweepVault)",
         )),
     }
 }
@@ -412,6 +451,7 @@ impl Settings {
                 "rotations",
             )),
         };
+        let sweep_mode = p.check(parse_sweep_mode(v)).unwrap_or_default();
         let storage = match lease {
             LeaseMode::Storage => p.check(parse_storage(vars)),
             LeaseMode::InProcess => None,
@@ -443,6 +483,7 @@ impl Settings {
             lease,
             paused,
             max_rotations_per_sweep,
+            sweep_mode,
             storage,
         })
     }
@@ -1095,6 +1136,22 @@ mod tests {
                 "UseDevelopmentStorage=true".to_string(),
             ),
         ])
+    }
+
+    #[test]
+    fn the_sweep_mode_is_single_unless_queue_is_asked_for() {
+        assert_eq!(ok(&[]).sweep_mode, SweepMode::Single);
+        assert_eq!(ok(&[(KEYFLIP_SWEEP_MODE, "Queue")]).sweep_mode, SweepMode::Queue);
+        assert_eq!(
+            ok(&[(KEYFLIP_SWEEP_MODE, "single")]).sweep_mode,
+            SweepMode::Single
+        );
+        let bad = err(&[(KEYFLIP_SWEEP_MODE, "fan-out")]);
+        assert_eq!(bad.setting(), KEYFLIP_SWEEP_MODE, "{bad}");
+        assert!(
+            bad.to_string().contains("single") && bad.to_string().contains("queue"),
+            "{bad}"
+        );
     }
 
     #[test]

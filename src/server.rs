@@ -7,7 +7,9 @@
 //! |---|---|---|
 //! | `GET /` | the host's readiness probe: answered at once | here |
 //! | `POST /KeyVaultEvents` | eventGridTrigger envelope | `triggers::keyvault_events` |
-//! | `POST /RotationSweep` | timerTrigger envelope | `triggers::sweep` |
+//! | `POST /RotationSweep` | timerTrigger envelope | `triggers::sweep` (`handle`, or `fan_out` with `KEYFLIP_SWEEP_MODE=queue`) |
+//! | `POST /SweepVault` | queueTrigger envelope (`keyflip-sweep`) | `triggers::sweep_vault` |
+//! | `POST /KeyVaultEventsQueue` | queueTrigger envelope (`keyflip-events`) | `triggers::keyvault_events_queue` |
 //! | `POST /api/rotate/{vault}/{secret}` | forwarded httpTrigger request | `triggers::manual` |
 //! | anything else | — | JSON 404 (405 for a known path with another method) |
 //!
@@ -54,12 +56,12 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore};
 use tracing::{Instrument, Span};
 
-use crate::config::{DEFAULT_MAX_INVOCATIONS, KEYFLIP_MAX_INVOCATIONS};
+use crate::config::{DEFAULT_MAX_INVOCATIONS, KEYFLIP_MAX_INVOCATIONS, SweepMode};
 use crate::domain::untrusted::echo;
 use crate::engine::Engine;
 use crate::triggers::envelope::{InvocationResponse, NotAnEnvelope, Reply};
 use crate::triggers::manual::ManualCall;
-use crate::triggers::{Rotator, keyvault_events, manual, sweep};
+use crate::triggers::{Rotator, keyvault_events, keyvault_events_queue, manual, sweep, sweep_vault};
 use surface::AllowedHosts;
 
 /// The header in which the host names the invocation.
@@ -119,6 +121,7 @@ pub struct AppState {
     hosts: Arc<AllowedHosts>,
     invocations: Arc<Semaphore>,
     max_invocations: usize,
+    sweep_mode: SweepMode,
 }
 
 impl AppState {
@@ -131,7 +134,14 @@ impl AppState {
             hosts: Arc::new(AllowedHosts::loopback_only()),
             invocations: Arc::new(Semaphore::new(DEFAULT_MAX_INVOCATIONS)),
             max_invocations: DEFAULT_MAX_INVOCATIONS,
+            sweep_mode: SweepMode::Single,
         }
+    }
+
+    /// Whether the timer sweeps itself or fans out through the queue (KEYFLIP_SWEEP_MODE).
+    pub fn with_sweep_mode(mut self, mode: SweepMode) -> Self {
+        self.sweep_mode = mode;
+        self
     }
 
     /// The host names answered besides loopback (WEBSITE_HOSTNAME, KEYFLIP_ALLOWED_HOSTS).
@@ -212,6 +222,10 @@ impl Drop for InFlightGuard {
 /// The handler's routes, behind the [`surface`] checks.
 pub fn router(state: AppState) -> Router {
     let hosts = state.hosts.clone();
+    let timer: EnvelopeHandler = match state.sweep_mode {
+        SweepMode::Single => |r, t, body| Box::pin(sweep::handle(r, t, body)),
+        SweepMode::Queue => |r, t, body| Box::pin(sweep::fan_out(r, t, body)),
+    };
     Router::new()
         .route("/", get(ready))
         .route(
@@ -224,10 +238,22 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             &format!("/{}", sweep::FUNCTION),
+            envelope_route(sweep::FUNCTION, |b| b.sweep, timer),
+        )
+        .route(
+            &format!("/{}", sweep_vault::FUNCTION),
             envelope_route(
-                sweep::FUNCTION,
+                sweep_vault::FUNCTION,
                 |b| b.sweep,
-                |r, t, body| Box::pin(sweep::handle(r, t, body)),
+                |r, t, body| Box::pin(sweep_vault::handle(r, t, body)),
+            ),
+        )
+        .route(
+            &format!("/{}", keyvault_events_queue::FUNCTION),
+            envelope_route(
+                keyvault_events_queue::FUNCTION,
+                |b| b.event,
+                |r, t, body| Box::pin(keyvault_events_queue::handle(r, t, body)),
             ),
         )
         .route("/api/rotate/{vault}/{secret}", post(rotate_secret))
@@ -638,10 +664,39 @@ mod tests {
             }
         }
 
+        fn vaults(&self) -> Vec<VaultName> {
+            self.vaults.iter().map(|v| VaultName::parse(v).unwrap()).collect()
+        }
+
         async fn sweep(&self, budget: Duration) -> SweepReport {
             self.sweeps.lock().unwrap().push(budget);
             self.wait().await;
             self.report.clone()
+        }
+
+        async fn sweep_vaults(&self, vaults: &[VaultName], budget: Duration) -> SweepReport {
+            self.requests
+                .lock()
+                .unwrap()
+                .extend(vaults.iter().map(|v| RotationRequest {
+                    vault: v.clone(),
+                    ..sweep_marker(budget)
+                }));
+            self.sweep(budget).await
+        }
+    }
+
+    /// What a `sweep_vaults` call is recorded as among the requests (its vault and budget).
+    fn sweep_marker(budget: Duration) -> RotationRequest {
+        RotationRequest {
+            revoke_active: false,
+            vault: VaultName::parse("marker").unwrap(),
+            secret: crate::domain::SecretName::parse("sweep-vaults").unwrap(),
+            trigger: TriggerKind::Timer,
+            event_version: None,
+            dry_run: false,
+            force: false,
+            budget,
         }
     }
 
@@ -841,6 +896,105 @@ mod tests {
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
         assert_envelope(&body);
         assert_eq!(body["ReturnValue"]["results"][1]["outcome"], "pending");
+    }
+
+    fn queue_envelope(text: &str) -> String {
+        json!({"Data": {"message": serde_json::to_string(text).unwrap()},
+               "Metadata": {"DequeueCount": "1", "Id": "\"0b1c\""}})
+        .to_string()
+    }
+
+    #[tokio::test]
+    async fn in_queue_mode_the_timer_answers_one_message_per_vault_and_does_not_sweep() {
+        let fake = Arc::new(Fake::sweeping(sweep_report(&[Outcome::Rotated])));
+        let app = router(AppState::new(fake.clone(), BUDGETS).with_sweep_mode(SweepMode::Queue));
+        let (status, body) = call(
+            app,
+            post(
+                "/RotationSweep",
+                fixture("derived/timer-invocation.custom-handler.json"),
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let messages = body["Outputs"]["sweep"].as_array().unwrap();
+        let vaults: Vec<&str> = messages.iter().map(|m| m["vault"].as_str().unwrap()).collect();
+        assert_eq!(vaults, ["sample-kv", "kv-one"]);
+        assert!(
+            fake.sweeps.lock().unwrap().is_empty(),
+            "no sweep in the timer itself"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_sweep_vault_message_sweeps_its_vault_with_the_sweep_budget() {
+        let fake = Arc::new(Fake::sweeping(sweep_report(&[Outcome::Rotated])));
+        let (status, body) = call(
+            app(&fake),
+            post("/SweepVault", queue_envelope(r#"{"vault": "kv-one"}"#)),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body["ReturnValue"]["summary"].is_object(), "{body}");
+        let requests = fake.requests();
+        assert_eq!(requests.len(), 1);
+        assert_eq!(requests[0].vault.as_str(), "kv-one");
+        assert_eq!(*fake.sweeps.lock().unwrap(), [BUDGETS.sweep]);
+
+        // Transient: 500 so that the host retries the message.
+        let pending = Arc::new(Fake::sweeping(sweep_report(&[Outcome::Pending])));
+        let (status, _) = call(
+            app(&pending),
+            post("/SweepVault", queue_envelope(r#"{"vault": "kv-one"}"#)),
+        )
+        .await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[tokio::test]
+    async fn bad_or_foreign_sweep_messages_are_acknowledged_without_sweeping() {
+        for (text, outcome) in [
+            ("not json", "failed:bad-event"),
+            (r#"{"vault": "kv-unknown"}"#, "failed:not-allowed"),
+        ] {
+            let fake = Arc::new(Fake::new(Outcome::Rotated));
+            let (status, body) = call(app(&fake), post("/SweepVault", queue_envelope(text))).await;
+            assert_eq!(status, StatusCode::OK, "{text}: {body}");
+            assert_eq!(body["ReturnValue"]["outcome"], outcome, "{body}");
+            assert!(fake.sweeps.lock().unwrap().is_empty());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_queued_event_rotates_with_the_event_budget_like_a_pushed_one() {
+        let event = std::fs::read_to_string(format!(
+            "{}/tests/data/events/derived/keyvault-secret-near-expiry.eventgrid.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        for text in [event.clone(), azure_core::base64::encode(event.as_bytes())] {
+            let fake = Arc::new(Fake::new(Outcome::Rotated));
+            let (status, body) = call(app(&fake), post("/KeyVaultEventsQueue", queue_envelope(&text))).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            let requests = fake.requests();
+            assert_eq!(requests.len(), 1, "{body}");
+            assert_eq!(requests[0].budget, BUDGETS.event);
+            assert_eq!(requests[0].trigger, TriggerKind::Event);
+        }
+        let pending = Arc::new(Fake::new(Outcome::Pending));
+        let (status, body) = call(
+            app(&pending),
+            post("/KeyVaultEventsQueue", queue_envelope(&event)),
+        )
+        .await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(
+            body["Logs"][0]
+                .as_str()
+                .unwrap()
+                .contains("the host retries the message"),
+            "{body}"
+        );
     }
 
     #[tokio::test]
@@ -1235,7 +1389,15 @@ mod tests {
             panic!("not written yet")
         }
 
+        fn vaults(&self) -> Vec<VaultName> {
+            Vec::new()
+        }
+
         async fn sweep(&self, _: Duration) -> SweepReport {
+            panic!("not written yet")
+        }
+
+        async fn sweep_vaults(&self, _: &[VaultName], _: Duration) -> SweepReport {
             panic!("not written yet")
         }
     }
@@ -1428,13 +1590,35 @@ mod tests {
 
         let sweep = json_file("functions/RotationSweep/function.json");
         let timer = &sweep["bindings"][0];
-        assert_eq!(sweep["bindings"].as_array().unwrap().len(), 1);
+        assert_eq!(sweep["bindings"].as_array().unwrap().len(), 2);
+        // The fan-out's queue output binding, filled only with KEYFLIP_SWEEP_MODE=queue.
+        assert_eq!(
+            sweep["bindings"][1],
+            json!({"type": "queue", "direction": "out", "name": sweep::OUTPUT_BINDING,
+                   "queueName": crate::triggers::queue::SWEEP_QUEUE, "connection": "AzureWebJobsStorage"})
+        );
         assert_eq!(timer["type"], "timerTrigger");
         assert_eq!(timer["direction"], "in");
         assert_eq!(timer["name"], sweep::BINDING);
         assert_eq!(timer["schedule"], "%KEYFLIP_SWEEP_SCHEDULE%");
         assert_eq!(timer["useMonitor"], true);
         assert_eq!(timer["runOnStartup"], false);
+
+        for (function, queue) in [
+            (sweep_vault::FUNCTION, crate::triggers::queue::SWEEP_QUEUE),
+            (
+                keyvault_events_queue::FUNCTION,
+                crate::triggers::queue::EVENTS_QUEUE,
+            ),
+        ] {
+            let json = json_file(&format!("functions/{function}/function.json"));
+            assert_eq!(
+                json["bindings"],
+                json!([{"type": "queueTrigger", "direction": "in", "name": crate::triggers::queue::BINDING,
+                        "queueName": queue, "connection": "AzureWebJobsStorage"}]),
+                "{function}"
+            );
+        }
 
         // Exactly one httpTrigger in and one http out, so the host forwards the raw request.
         let rotate = json_file("functions/RotateSecret/function.json");
@@ -1467,6 +1651,7 @@ mod tests {
             ("KEYFLIP_ARM_ENDPOINT", "https://management.azure.com"),
             ("KEYFLIP_MAX_INVOCATIONS", "32"),
             ("KEYFLIP_LEASE", "storage"),
+            ("KEYFLIP_SWEEP_MODE", "single"),
         ];
         for (name, value) in defaults {
             assert_eq!(values[name], value, "{name}");

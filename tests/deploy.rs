@@ -3,8 +3,9 @@
 //! tree-sitter Bicep grammar; every resource type and API version is one the reference lists;
 //! the app settings main.bicep sets match what the code reads; the custom role holds exactly
 //! the actions of the supported providers; every function folder and hook exists; azure.yaml
-//! parses; README "Deploy" agrees with the Bicep; and the Event Grid hook behaves against a
-//! stand-in `az`. Facts about the Bicep come from its parse tree (`deploy/bicep.rs`).
+//! parses; README "Deploy" agrees with the Bicep; the Event Grid hook behaves against a
+//! stand-in `az`; and host.json's queue settings and the queue functions fit the budgets.
+//! Facts about the Bicep come from its parse tree (`deploy/bicep.rs`).
 
 #[path = "deploy/bicep.rs"]
 mod bicep;
@@ -12,6 +13,8 @@ mod bicep;
 mod hook;
 #[path = "deploy/packaging.rs"]
 mod packaging;
+#[path = "deploy/queues.rs"]
+mod queues;
 #[path = "deploy/readme.rs"]
 mod readme;
 #[path = "deploy/templates.rs"]

@@ -44,7 +44,13 @@ impl Rotator for Panicking {
     async fn rotate(&self, _: RotationRequest) -> RotationResult {
         panic!("a message quoting sk-not-a-real-key")
     }
+    fn vaults(&self) -> Vec<VaultName> {
+        Vec::new()
+    }
     async fn sweep(&self, _: Duration) -> SweepReport {
+        panic!("a message quoting sk-not-a-real-key")
+    }
+    async fn sweep_vaults(&self, _: &[VaultName], _: Duration) -> SweepReport {
         panic!("a message quoting sk-not-a-real-key")
     }
 }

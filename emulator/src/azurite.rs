@@ -1,5 +1,8 @@
 //! Azurite, the Azure Storage emulator, run by the test harness: the blob service the
-//! emulator's storage proxy ([`crate::storage`]) forwards to.
+//! emulator's storage proxy ([`crate::storage`]) forwards to, and, when asked for
+//! ([`AzuriteOptions::queue`]), its queue service (`azurite-queue`, beside `azurite-blob` in
+//! the same install), which tests reach directly at [`Azurite::queue_endpoint`] to play the
+//! Functions host's queue triggers.
 //!
 //! It owns finding the pinned `azurite-blob` (`tools/azurite/node_modules/.bin/azurite-blob`
 //! under the workspace root, or `KEYFLIP_AZURITE_BIN`), installing it with `npm ci --prefix
@@ -67,6 +70,8 @@ pub struct AzuriteOptions {
     pub key_pem: String,
     /// Accounts besides `devstoreaccount1`.
     pub accounts: Vec<AzuriteAccount>,
+    /// Also run the queue service (same certificate, accounts and `--oauth basic`).
+    pub queue: bool,
 }
 
 impl AzuriteOptions {
@@ -76,6 +81,7 @@ impl AzuriteOptions {
             cert_pem: pki_cert_pem.to_string(),
             key_pem: pki_key_pem.to_string(),
             accounts: Vec::new(),
+            queue: false,
         }
     }
 }
@@ -109,14 +115,21 @@ pub enum AzuriteError {
     },
 }
 
-/// A running Azurite blob service; dropping it stops it.
+/// A running Azurite blob service (and queue service, if asked for); dropping it stops it.
 #[derive(Debug)]
 pub struct Azurite {
+    blob: Service,
+    queue: Option<Service>,
+    dir: PathBuf,
+}
+
+/// One Azurite process (one service).
+#[derive(Debug)]
+struct Service {
     addr: SocketAddr,
     child: Child,
     /// Held so that Azurite's standard input closes only when the handle goes.
     _stdin: Option<ChildStdin>,
-    dir: PathBuf,
 }
 
 impl Azurite {
@@ -141,45 +154,90 @@ impl Azurite {
             accounts.push_str(&format!(";{}:{}", account.name, account.key));
         }
 
-        let port = free_port()?;
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let output = std::fs::File::create(&log).map_err(files(&log))?;
-        let errors = output.try_clone().map_err(files(&log))?;
-        let mut command = Command::new("node");
-        command
-            .arg("--require")
-            .arg(&preload)
-            .arg(&bin)
-            .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
-            .arg("--cert")
-            .arg(&cert)
-            .arg("--key")
-            .arg(&key)
-            .args(["--oauth", "basic", "--inMemoryPersistence", "--disableTelemetry"])
-            .env("AZURITE_ACCOUNTS", accounts)
-            .current_dir(&dir)
-            .stdin(Stdio::piped())
-            .stdout(output)
-            .stderr(errors);
-        #[cfg(unix)]
-        {
-            use std::os::unix::process::CommandExt as _;
-            // Its own process group: a terminal's Ctrl-C reaches the harness, which reaps it.
-            command.process_group(0);
-        }
-        let mut child = command.spawn().map_err(AzuriteError::Spawn)?;
-        let stdin = child.stdin.take();
-        let mut azurite = Self {
-            addr,
-            child,
-            _stdin: stdin,
-            dir,
+        let spawn = |bin: &Path, service: &str, log: &Path| -> Result<Service, AzuriteError> {
+            let port = free_port()?;
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            let output = std::fs::File::create(log).map_err(files(log))?;
+            let errors = output.try_clone().map_err(files(log))?;
+            let mut command = Command::new("node");
+            command
+                .arg("--require")
+                .arg(&preload)
+                .arg(bin)
+                .arg(format!("--{service}Host"))
+                .arg("127.0.0.1")
+                .arg(format!("--{service}Port"))
+                .arg(port.to_string())
+                .arg("--cert")
+                .arg(&cert)
+                .arg("--key")
+                .arg(&key)
+                .args(["--oauth", "basic", "--inMemoryPersistence", "--disableTelemetry"])
+                .env("AZURITE_ACCOUNTS", &accounts)
+                .current_dir(&dir)
+                .stdin(Stdio::piped())
+                .stdout(output)
+                .stderr(errors);
+            #[cfg(unix)]
+            {
+                use std::os::unix::process::CommandExt as _;
+                // Its own process group: a terminal's Ctrl-C reaches the harness, which reaps it.
+                command.process_group(0);
+            }
+            let mut child = command.spawn().map_err(AzuriteError::Spawn)?;
+            let stdin = child.stdin.take();
+            let mut service = Service {
+                addr,
+                child,
+                _stdin: stdin,
+            };
+            if let Err(error) = service.wait_until_listening(log) {
+                service.stop();
+                return Err(error);
+            }
+            Ok(service)
         };
-        azurite.wait_until_listening(&log)?;
-        tracing::info!(%addr, "Azurite listening");
+        let blob = spawn(&bin, "blob", &log)?;
+        tracing::info!(addr = %blob.addr, "Azurite listening");
+        let mut azurite = Self {
+            blob,
+            queue: None,
+            dir: dir.clone(),
+        };
+        if options.queue {
+            let queue_bin = bin.with_file_name("azurite-queue");
+            let queue = spawn(&queue_bin, "queue", &dir.join("azurite-queue.log"))?;
+            tracing::info!(addr = %queue.addr, "Azurite's queue service listening");
+            azurite.queue = Some(queue);
+        }
         Ok(azurite)
     }
 
+    /// Where Azurite listens (HTTPS).
+    pub fn address(&self) -> SocketAddr {
+        self.blob.addr
+    }
+
+    /// The path-style blob endpoint of `account`: `https://127.0.0.1:<port>/<account>`.
+    pub fn blob_endpoint(&self, account: &str) -> String {
+        format!("https://{}/{account}", self.blob.addr)
+    }
+
+    /// The path-style queue endpoint of `account` (`https://127.0.0.1:<port>/<account>`),
+    /// when the queue service was asked for.
+    pub fn queue_endpoint(&self, account: &str) -> Option<String> {
+        self.queue
+            .as_ref()
+            .map(|q| format!("https://{}/{account}", q.addr))
+    }
+
+    /// What Azurite printed so far (its access log and errors).
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(self.dir.join("azurite.log")).unwrap_or_default()
+    }
+}
+
+impl Service {
     fn wait_until_listening(&mut self, log: &Path) -> Result<(), AzuriteError> {
         let started = Instant::now();
         let output = || std::fs::read_to_string(log).unwrap_or_default();
@@ -203,27 +261,21 @@ impl Azurite {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
 
-    /// Where Azurite listens (HTTPS).
-    pub fn address(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// The path-style blob endpoint of `account`: `https://127.0.0.1:<port>/<account>`.
-    pub fn blob_endpoint(&self, account: &str) -> String {
-        format!("https://{}/{account}", self.addr)
-    }
-
-    /// What Azurite printed so far (its access log and errors).
-    pub fn output(&self) -> String {
-        std::fs::read_to_string(self.dir.join("azurite.log")).unwrap_or_default()
+impl Service {
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
 impl Drop for Azurite {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.blob.stop();
+        if let Some(queue) = &mut self.queue {
+            queue.stop();
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -167,13 +167,15 @@ fn answer(vault: &str, secret: &str, outcome: Outcome, message: String) -> Rotat
 /// Maps a result to the host's answer by its class: Success and Permanent → 200 (retrying a
 /// permanent failure cannot help), Transient → 500 so that Event Grid redelivers.
 pub fn reply(result: &RotationResult) -> Reply {
+    reply_with(result, " (transient: Event Grid redelivers)")
+}
+
+/// [`reply`] with the note a transient failure's log line carries (who retries).
+pub(crate) fn reply_with(result: &RotationResult, transient_note: &str) -> Reply {
     let (status, note) = match result.outcome.class() {
         Class::Success => (StatusCode::OK, ""),
         Class::Permanent => (StatusCode::OK, " (permanent: acknowledged, not retried)"),
-        Class::Transient => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            " (transient: Event Grid redelivers)",
-        ),
+        Class::Transient => (StatusCode::INTERNAL_SERVER_ERROR, transient_note),
     };
     let line = format!("{}{note}", log_line(result));
     Reply {
@@ -200,8 +202,19 @@ pub async fn handle(
     body: Bytes,
 ) -> Result<Reply, NotAnEnvelope> {
     let invocation = Invocation::parse(&body)?;
-    let plan = decide(&invocation, budget, &|vault| rotator.serves(vault));
-    let result = match plan.decision {
+    let result = run(rotator, &invocation, budget).await;
+    Ok(reply(&result))
+}
+
+/// Decides what an event invocation asks for and carries it out: the one path for events
+/// pushed by Event Grid and events read from the queue (`keyvault_events_queue`).
+pub(crate) async fn run(
+    rotator: Arc<dyn Rotator>,
+    invocation: &Invocation,
+    budget: Duration,
+) -> RotationResult {
+    let plan = decide(invocation, budget, &|vault| rotator.serves(vault));
+    match plan.decision {
         Decision::Rotate(request) => {
             tracing::info!(about = %plan.about, "rotating for the event");
             rotator.rotate(request).await
@@ -211,8 +224,7 @@ pub async fn handle(
                 .in_scope(|| log_events::rotation_ended(&result, None));
             result
         }
-    };
-    Ok(reply(&result))
+    }
 }
 
 #[cfg(test)]

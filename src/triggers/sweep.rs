@@ -8,6 +8,14 @@
 //! any, runs it again), otherwise 200 — permanent failures of single secrets are reported in
 //! `Logs` and `ReturnValue`, since retrying cannot help them.
 //!
+//! With `KEYFLIP_SWEEP_MODE=queue` the timer does not sweep: [`fan_out`] answers one message
+//! per served vault in `Outputs.sweep`, the function's queue output binding (queue
+//! `keyflip-sweep`), which the host enqueues once the invocation succeeded; the `SweepVault`
+//! queue trigger (`triggers::sweep_vault`) sweeps each on whichever instance takes it. The
+//! output binding rather than a queue client in keyflip: the host already holds the app's
+//! storage connection and identity, enqueues only for an invocation that succeeded, creates
+//! the queue when missing, and keyflip needs no queue credential, client or retry of its own.
+//!
 //! The engine logs each rotation and the sweep's summary; this module logs the timer's state.
 
 use std::sync::Arc;
@@ -21,6 +29,8 @@ use serde_json::Value;
 use super::Rotator;
 use super::envelope::{Invocation, InvocationResponse, NotAnEnvelope, Reply, field};
 use super::keyvault_events::log_line;
+use super::queue::SWEEP_QUEUE;
+use super::sweep_vault::SweepMessage;
 use crate::engine::{Class, Outcome, SweepReport};
 
 /// The function's name: its folder under `functions/` and its route on the handler.
@@ -28,6 +38,10 @@ pub const FUNCTION: &str = "RotationSweep";
 
 /// The trigger's binding name in `functions/RotationSweep/function.json`.
 pub const BINDING: &str = "timer";
+
+/// The queue output binding's name in `functions/RotationSweep/function.json` (queue
+/// `keyflip-sweep`): filled only in queue mode.
+pub const OUTPUT_BINDING: &str = "sweep";
 
 /// At most this many per-secret lines go into `Logs`; the rest are counted.
 const MAX_RESULT_LINES: usize = 50;
@@ -182,6 +196,54 @@ pub async fn handle(
     Ok(reply(&report, &timer))
 }
 
+/// The answer of a timer run in queue mode: one message per vault in `Outputs.sweep`, no
+/// sweep. `requested` (RFC 3339) goes into each message for the logs.
+pub fn fan_out_reply(vaults: &[crate::domain::VaultName], requested: &str, timer: &TimerInfo) -> Reply {
+    let messages: Vec<Value> = vaults
+        .iter()
+        .map(|vault| SweepMessage { vault: vault.clone() }.to_json(requested))
+        .collect();
+    let names: Vec<&str> = vaults.iter().map(|v| v.as_str()).collect();
+    let mut logs = timer_lines(timer);
+    logs.push(format!(
+        "fan-out: {} message(s) for {SWEEP_QUEUE}, one per vault ({}); SweepVault sweeps each",
+        messages.len(),
+        names.join(", ")
+    ));
+    let mut body = InvocationResponse::new(
+        &serde_json::json!({"mode": "queue", "queue": SWEEP_QUEUE, "enqueued": names}),
+        logs,
+    );
+    body.outputs
+        .insert(OUTPUT_BINDING.to_string(), Value::Array(messages));
+    Reply {
+        status: StatusCode::OK,
+        body,
+    }
+}
+
+/// Handles one timer invocation in queue mode: read the timer, enqueue one message per served
+/// vault (through the answer's `Outputs`), answer. Nothing is listed or rotated here.
+pub async fn fan_out(
+    rotator: Arc<dyn Rotator>,
+    _budget: Duration,
+    body: Bytes,
+) -> Result<Reply, NotAnEnvelope> {
+    let invocation = Invocation::parse(&body)?;
+    let timer = timer_info(&invocation);
+    let vaults = rotator.vaults();
+    let requested = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    tracing::info!(
+        vaults = vaults.len(),
+        queue = SWEEP_QUEUE,
+        past_due = timer.past_due,
+        "sweep fanning out: one message per vault"
+    );
+    Ok(fan_out_reply(&vaults, &requested, &timer))
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -331,6 +393,32 @@ mod tests {
         assert!(logs.contains(&"pending kv-one/s2: why".to_string()));
         assert!(logs.contains(&"listing vault kv-two failed: 503".to_string()));
         assert!(!logs.iter().any(|l| l.contains("s0")));
+    }
+
+    #[test]
+    fn a_fan_out_answers_one_message_per_vault_and_no_report() {
+        let vaults: Vec<_> = ["kv-one", "kv-two"]
+            .into_iter()
+            .map(|v| crate::domain::VaultName::parse(v).unwrap())
+            .collect();
+        let reply = fan_out_reply(&vaults, "2026-12-01T10:00:00Z", &TimerInfo::default());
+        assert_eq!(reply.status, StatusCode::OK);
+        let body = serde_json::to_value(&reply.body).unwrap();
+        assert_eq!(
+            body["Outputs"],
+            json!({"sweep": [
+                {"vault": "kv-one", "requested": "2026-12-01T10:00:00Z"},
+                {"vault": "kv-two", "requested": "2026-12-01T10:00:00Z"}
+            ]})
+        );
+        assert_eq!(body["ReturnValue"]["enqueued"], json!(["kv-one", "kv-two"]));
+        assert!(body["ReturnValue"].get("summary").is_none());
+        assert!(
+            body["Logs"][0]
+                .as_str()
+                .unwrap()
+                .starts_with("fan-out: 2 message(s)")
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod lease;
 mod lifecycle;
 mod log_contract;
 mod onboard;
+mod queue;
 mod resilience;
 mod review7;
 mod revoke;

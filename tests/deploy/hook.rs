@@ -47,6 +47,10 @@ exit 2
 }
 
 fn run(dir: &Path, topics: &str) -> (bool, String, Vec<String>) {
+    run_with(dir, topics, &[])
+}
+
+fn run_with(dir: &Path, topics: &str, extra: &[(&str, &str)]) -> (bool, String, Vec<String>) {
     let output = Command::new("sh")
         .arg(root().join("scripts/subscribe-eventgrid.sh"))
         .env_clear()
@@ -60,6 +64,7 @@ fn run(dir: &Path, topics: &str) -> (bool, String, Vec<String>) {
         .env("EVENTGRID_SYSTEM_TOPIC_IDS", topics)
         .env("SUBSCRIBE_ATTEMPTS", "4")
         .env("SUBSCRIBE_RETRY_SECONDS", "0")
+        .envs(extra.iter().copied())
         .output()
         .unwrap_or_else(|e| panic!("running the hook: {e}"));
     let text = format!(
@@ -160,5 +165,50 @@ fn missing_outputs_say_how_to_run_it() {
         text.contains("FUNCTION_APP_ID is not set") && text.contains("--resource-group"),
         "{text}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn queue_delivery_subscribes_the_events_queue_without_waiting_for_the_function() {
+    // The function is never indexed: queue delivery does not need it.
+    let dir = fake_az("queue", 99, 0, "");
+    let (ok, text, calls) = run_with(
+        &dir,
+        TOPIC_A,
+        &[
+            ("EVENT_DELIVERY", "queue"),
+            ("EVENTS_QUEUE_NAME", "keyflip-events"),
+        ],
+    );
+    assert!(ok, "{text}");
+    assert!(!calls.iter().any(|c| c.starts_with("rest")), "{calls:?}");
+    let create = calls
+        .iter()
+        .find(|c| c.starts_with("deployment group create"))
+        .unwrap_or_else(|| panic!("no deployment: {calls:?}"));
+    assert!(create.contains("delivery=queue"), "{create}");
+    assert!(create.contains("queueName=keyflip-events"), "{create}");
+    assert!(
+        text.contains("keyflip-kv-one -> queue keyflip-events subscribed"),
+        "{text}"
+    );
+
+    // An unknown mode is refused before anything is deployed.
+    let (ok, text, _) = run_with(&dir, TOPIC_A, &[("EVENT_DELIVERY", "webhook")]);
+    assert!(!ok);
+    assert!(text.contains("neither push nor queue"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn push_is_the_default_delivery() {
+    let dir = fake_az("default", 0, 0, "");
+    let (ok, text, calls) = run(&dir, TOPIC_A);
+    assert!(ok, "{text}");
+    let create = calls
+        .iter()
+        .find(|c| c.starts_with("deployment group create"))
+        .unwrap_or_else(|| panic!("no deployment: {calls:?}"));
+    assert!(create.contains("delivery=push"), "{create}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -8,10 +8,12 @@ use yaml_rust2::{Yaml, YamlLoader};
 use super::{is_executable, read, root};
 
 /// The functions `keyflip serve` routes (src/triggers).
-const SERVED: [&str; 3] = [
+const SERVED: [&str; 5] = [
     keyflip::triggers::keyvault_events::FUNCTION,
     keyflip::triggers::sweep::FUNCTION,
     keyflip::triggers::manual::FUNCTION,
+    keyflip::triggers::sweep_vault::FUNCTION,
+    keyflip::triggers::keyvault_events_queue::FUNCTION,
 ];
 
 #[test]
