@@ -21,4 +21,5 @@ mod resilience;
 mod review7;
 mod revoke;
 mod secrets;
+mod status;
 mod sweep;

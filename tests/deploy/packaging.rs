@@ -7,11 +7,12 @@ use yaml_rust2::{Yaml, YamlLoader};
 
 use super::{is_executable, read, root};
 
-/// The functions `keyflip serve` routes (src/triggers).
-const SERVED: [&str; 3] = [
+/// The functions `keyflip serve` routes (src/triggers, src/status/http.rs).
+const SERVED: [&str; 4] = [
     keyflip::triggers::keyvault_events::FUNCTION,
     keyflip::triggers::sweep::FUNCTION,
     keyflip::triggers::manual::FUNCTION,
+    keyflip::status::http::FUNCTION,
 ];
 
 #[test]
