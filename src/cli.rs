@@ -1,7 +1,9 @@
 //! The command line: `serve` (what the Functions host runs), `rotate` (the engine from a
 //! terminal, and `rotate --repair`, which only a person at a terminal can run: the HTTP
-//! surface has no repair), `sweep` (the timer's sweep from a terminal), `onboard` and `doctor` (an operator's set-up and checks, under their
-//! own credentials), `demo` (everything offline against the local stand-in of Azure).
+//! surface has no repair), `sweep` (the timer's sweep from a terminal), `status` (every
+//! managed secret's state and problems, read-only), `onboard` and `doctor` (an operator's set-up
+//! and checks, under their own credentials), `demo` (everything offline against the local
+//! stand-in of Azure).
 
 use clap::{Parser, Subcommand};
 
@@ -59,6 +61,19 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
         /// Print the report as JSON (the timer's ReturnValue).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show every managed secret of the served vaults: provider, resource, active slot, version
+    /// age, expiry, next due time, pending state and problems, as an aligned table (problems
+    /// and their fixes at the end). Reads listings only, never a secret value, and changes
+    /// nothing. Exit code 1 when a served vault could not be listed.
+    Status {
+        /// Show one vault (one of KEYFLIP_VAULTS); every served vault is still listed, to find
+        /// resources named by two secrets.
+        #[arg(long)]
+        vault: Option<String>,
+        /// Print the report as JSON (the shape of GET /api/status).
         #[arg(long)]
         json: bool,
     },

@@ -11,6 +11,8 @@
 //!   hosts, a header-read timeout, a bound on invocations); [`triggers`]: the envelopes and the
 //!   three functions (Key Vault events, the timer sweep, manual HTTP), parsed at the edge.
 //! - [`engine`]: the rotation steps and invariants of DESIGN.md §3, and the sweep.
+//! - [`status`]: every managed secret's state and problems (`GET /api/status`, `keyflip
+//!   status`), from vault listings alone, as JSON, a text table or a self-contained page.
 //! - [`providers`]: the `KeyProvider` trait, its registry and one file per resource type.
 //! - [`store`]: the `SecretStore` trait and Key Vault through the official SDK.
 //! - [`lease`]: the cross-instance rotation lease (Blob Storage).
@@ -34,6 +36,7 @@ pub mod engine;
 pub mod lease;
 pub mod providers;
 pub mod server;
+pub mod status;
 pub mod store;
 pub mod telemetry;
 pub mod triggers;

@@ -108,6 +108,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             app_principal_id,
             json,
         } => doctor(app_principal_id, json).await,
+        Command::Status { vault, json } => status(vault.as_deref(), json).await,
         Command::Demo { json } => demo(json).await,
     }
 }
@@ -401,6 +402,37 @@ async fn doctor(app_principal_id: Option<String>, json: bool) -> Result<(), Fail
     match report.ok {
         true => Ok(()),
         false => Err(Failure::new(1, "doctor found failures (see above)")),
+    }
+}
+
+async fn status(vault: Option<&str>, json: bool) -> Result<(), Failure> {
+    let vars = env_vars();
+    start_telemetry(&vars)?;
+    let only = vault
+        .map(VaultName::parse)
+        .transpose()
+        .map_err(|e| Failure::new(2, format!("--vault: {e}")))?;
+    let tools = tools(&vars)?;
+    let collector = keyflip::status::Collector::new(
+        tools.store.clone(),
+        tools.providers.clone(),
+        tools.clock.clone(),
+        tools.settings.engine_settings(),
+    );
+    let report = collector
+        .collect(only.as_ref(), tools.settings.sweep_budget)
+        .await
+        .map_err(|e| Failure::new(2, format!("--vault: {e}")))?;
+    match json {
+        true => println!("{}", serde_json::to_string(&report).unwrap_or_default()),
+        false => print!("{}", keyflip::status::table::render(&report)),
+    }
+    match report.vaults.iter().all(|v| v.listed) {
+        true => Ok(()),
+        false => Err(Failure::new(
+            1,
+            "some served vaults could not be listed, so the status is incomplete (see the problems above)",
+        )),
     }
 }
 

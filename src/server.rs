@@ -11,6 +11,7 @@
 //! | `POST /SweepVault` | queueTrigger envelope (`keyflip-sweep`) | `triggers::sweep_vault` |
 //! | `POST /KeyVaultEventsQueue` | queueTrigger envelope (`keyflip-events`) | `triggers::keyvault_events_queue` |
 //! | `POST /api/rotate/{vault}/{secret}` | forwarded httpTrigger request | `triggers::manual` |
+//! | `GET /api/status` | forwarded httpTrigger request (`RotationStatus`) | `status::http` |
 //! | anything else | — | JSON 404 (405 for a known path with another method) |
 //!
 //! Before any route, a layer applies [`surface`]'s refusals to every request: a browser's
@@ -59,6 +60,7 @@ use tracing::{Instrument, Span};
 use crate::config::{DEFAULT_MAX_INVOCATIONS, KEYFLIP_MAX_INVOCATIONS, SweepMode};
 use crate::domain::untrusted::echo;
 use crate::engine::Engine;
+use crate::status::StatusSource;
 use crate::triggers::envelope::{InvocationResponse, NotAnEnvelope, Reply};
 use crate::triggers::manual::ManualCall;
 use crate::triggers::{Rotator, keyvault_events, keyvault_events_queue, manual, sweep, sweep_vault};
@@ -122,6 +124,8 @@ pub struct AppState {
     invocations: Arc<Semaphore>,
     max_invocations: usize,
     sweep_mode: SweepMode,
+    /// What `GET /api/status` reports from; `None` answers 503.
+    status: Option<Arc<dyn StatusSource>>,
 }
 
 impl AppState {
@@ -135,12 +139,19 @@ impl AppState {
             invocations: Arc::new(Semaphore::new(DEFAULT_MAX_INVOCATIONS)),
             max_invocations: DEFAULT_MAX_INVOCATIONS,
             sweep_mode: SweepMode::Single,
+            status: None,
         }
     }
 
     /// Whether the timer sweeps itself or fans out through the queue (KEYFLIP_SWEEP_MODE).
     pub fn with_sweep_mode(mut self, mode: SweepMode) -> Self {
         self.sweep_mode = mode;
+        self
+    }
+
+    /// Where `GET /api/status` reads from.
+    pub fn with_status(mut self, status: Arc<dyn StatusSource>) -> Self {
+        self.status = Some(status);
         self
     }
 
@@ -160,7 +171,8 @@ impl AppState {
 
     /// The production wiring: the engine behind the routes.
     pub fn from_engine(engine: Engine, budgets: Budgets) -> Self {
-        Self::new(Arc::new(engine), budgets)
+        let status = Arc::new(crate::status::Collector::from_engine(&engine));
+        Self::new(Arc::new(engine), budgets).with_status(status)
     }
 
     pub fn budgets(&self) -> Budgets {
@@ -257,6 +269,7 @@ pub fn router(state: AppState) -> Router {
             ),
         )
         .route("/api/rotate/{vault}/{secret}", post(rotate_secret))
+        .route("/api/status", get(rotation_status))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -451,6 +464,29 @@ async fn rotate_secret(
     let work = async move { manual::handle(rotator.as_ref(), budget, call).await };
     match spawned(&state, span, work).await {
         Ran::Answered(reply) => reply.into_response(),
+        Ran::Busy => busy_manual(state.max_invocations),
+        Ran::Panicked => error(StatusCode::INTERNAL_SERVER_ERROR, "keyflip failed unexpectedly"),
+    }
+}
+
+/// `GET /api/status`: in its own task and span like every invocation, within the manual
+/// budget; it changes nothing.
+async fn rotation_status(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let span = invocation_span(crate::status::http::FUNCTION, &headers);
+    let Some(source) = state.status.clone() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the status is not wired in this server",
+        );
+    };
+    let budget = state.budgets.manual;
+    let work = async move { crate::status::http::answer(source.as_ref(), query.as_deref(), budget).await };
+    match spawned(&state, span, work).await {
+        Ran::Answered(response) => response,
         Ran::Busy => busy_manual(state.max_invocations),
         Ran::Panicked => error(StatusCode::INTERNAL_SERVER_ERROR, "keyflip failed unexpectedly"),
     }
@@ -701,7 +737,92 @@ mod tests {
     }
 
     fn app(fake: &Arc<Fake>) -> Router {
-        router(AppState::new(fake.clone(), BUDGETS))
+        router(AppState::new(fake.clone(), BUDGETS).with_status(Arc::new(FakeStatus::default())))
+    }
+
+    /// A status source that answers an empty report and records what it was asked.
+    #[derive(Debug, Default)]
+    struct FakeStatus {
+        asked: Mutex<Vec<(Option<String>, Duration)>>,
+    }
+
+    #[async_trait]
+    impl StatusSource for FakeStatus {
+        async fn status(
+            &self,
+            only: Option<&VaultName>,
+            budget: Duration,
+        ) -> Result<crate::status::StatusReport, crate::status::NotServed> {
+            self.asked
+                .lock()
+                .unwrap()
+                .push((only.map(ToString::to_string), budget));
+            if only.is_some_and(|v| v.as_str() != "kv-one") {
+                return Err(crate::status::NotServed {
+                    vault: only.map(ToString::to_string).unwrap_or_default(),
+                    served: "kv-one".into(),
+                });
+            }
+            Ok(crate::status::StatusReport {
+                generated_at: time::OffsetDateTime::UNIX_EPOCH,
+                paused: true,
+                lead_days: 30,
+                dwell_hours: 24,
+                max_rotations_per_sweep: None,
+                summary: crate::status::StatusSummary::default(),
+                vaults: Vec::new(),
+                problems: Vec::new(),
+                secrets: Vec::new(),
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn the_status_answers_json_html_and_text_in_the_manual_budget() {
+        let fake = Arc::new(Fake::new(Outcome::Rotated));
+        let status = Arc::new(FakeStatus::default());
+        let app = || router(AppState::new(fake.clone(), BUDGETS).with_status(status.clone()));
+        let (code, body) = call(app(), get("/api/status?code=function-key")).await;
+        assert_eq!(code, StatusCode::OK);
+        assert_eq!(body["paused"], true, "{body}");
+        for (query, content_type) in [
+            ("format=html", "text/html; charset=utf-8"),
+            ("format=text", "text/plain; charset=utf-8"),
+            ("format=json&vault=kv-one", "application/json"),
+        ] {
+            let response = app().oneshot(get(&format!("/api/status?{query}"))).await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "{query}");
+            let headers = response.headers();
+            assert_eq!(headers[CONTENT_TYPE], content_type, "{query}");
+            assert_eq!(headers["cache-control"], "no-store");
+            assert_eq!(headers["referrer-policy"], "no-referrer");
+            if query == "format=html" {
+                let policy = headers["content-security-policy"].to_str().unwrap();
+                assert!(policy.contains("script-src 'none'"), "{policy}");
+            }
+        }
+        let asked = status.asked.lock().unwrap().clone();
+        assert_eq!(asked.len(), 4);
+        assert!(asked.iter().all(|(_, budget)| *budget == BUDGETS.manual));
+        assert_eq!(asked[3].0.as_deref(), Some("kv-one"));
+        // Refusals: a misspelt parameter, a vault not served, another method.
+        let (code, body) = call(app(), get("/api/status?fromat=html")).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST);
+        assert!(body["error"].as_str().unwrap().contains("fromat"), "{body}");
+        let (code, body) = call(app(), get("/api/status?vault=kv-other")).await;
+        assert_eq!(code, StatusCode::NOT_FOUND);
+        assert!(
+            body["error"].as_str().unwrap().contains("KEYFLIP_VAULTS"),
+            "{body}"
+        );
+        let (code, _) = call(app(), post("/api/status", Body::empty())).await;
+        assert_eq!(code, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(status.asked.lock().unwrap().len(), 5);
+        assert!(fake.requests().is_empty(), "the status rotates nothing");
+        // Without a source the route says so.
+        let bare = router(AppState::new(fake.clone(), BUDGETS));
+        let (code, _) = call(bare, get("/api/status")).await;
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
     }
 
     fn fixture(path: &str) -> Vec<u8> {
@@ -1084,6 +1205,7 @@ mod tests {
             post("/KeyVaultEvents", event),
             post("/RotationSweep", timer),
             post("/api/rotate/kv-one/api-key", Body::empty()),
+            get("/api/status"),
             post("/Nope", Body::empty()),
         ];
         for request in &mut requests {
@@ -1627,6 +1749,17 @@ mod tests {
             json!([
                 {"type": "httpTrigger", "direction": "in", "name": "req", "authLevel": "function",
                  "methods": ["post"], "route": "rotate/{vault}/{secret}"},
+                {"type": "http", "direction": "out", "name": "res"}
+            ])
+        );
+
+        // The status: a GET on route `status`, forwarded the same way.
+        let status = json_file("functions/RotationStatus/function.json");
+        assert_eq!(
+            status["bindings"],
+            json!([
+                {"type": "httpTrigger", "direction": "in", "name": "req", "authLevel": "function",
+                 "methods": ["get"], "route": "status"},
                 {"type": "http", "direction": "out", "name": "res"}
             ])
         );

@@ -270,6 +270,7 @@ mod tests {
             .into_iter()
             .collect(),
             enabled,
+            created: None,
             expires: None,
             updated: None,
         }

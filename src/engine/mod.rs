@@ -124,6 +124,20 @@ impl Engine {
         &self.settings
     }
 
+    /// The store the engine reads and writes (for `crate::status`, which only lists).
+    pub fn store(&self) -> Arc<dyn SecretStore> {
+        self.store.clone()
+    }
+
+    pub fn providers(&self) -> &Providers {
+        &self.providers
+    }
+
+    /// The engine's clock (the status tells time by it too).
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
+
     /// Whether keyflip serves this vault (KEYFLIP_VAULTS); checked before any network call.
     pub fn serves(&self, vault: &VaultName) -> bool {
         self.settings.vaults.contains(vault)

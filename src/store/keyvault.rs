@@ -53,6 +53,7 @@ fn summary(
         tags: to_tags(properties.tags),
         enabled: attributes.enabled.unwrap_or(true),
         expires: attributes.expires,
+        created: attributes.created,
         updated: attributes.updated,
     })
 }
@@ -343,6 +344,35 @@ impl SecretStore for KeyVaultStore {
             .await
             .map_err(|e| store_error(vault, &doing, &e))?;
         Ok(())
+    }
+
+    async fn versions(
+        &self,
+        vault: &VaultName,
+        name: &SecretName,
+    ) -> Result<Vec<super::VersionSummary>, StoreError> {
+        let doing = format!("listing the versions of secret '{name}'");
+        let client = self.client(vault)?;
+        let mut pager = client
+            .list_secret_properties_versions(name.as_str(), None)
+            .map_err(|e| store_error(vault, &doing, &e))?;
+        let mut versions = Vec::new();
+        while let Some(properties) = futures::TryStreamExt::try_next(&mut pager)
+            .await
+            .map_err(|e| store_error(vault, &doing, &e))?
+        {
+            let (_, version) = version_of(vault, &doing, &properties)?;
+            let attributes = properties.attributes.unwrap_or_default();
+            versions.push(super::VersionSummary {
+                version,
+                tags: to_tags(properties.tags),
+                enabled: attributes.enabled.unwrap_or(true),
+                created: attributes.created,
+                updated: attributes.updated,
+                expires: attributes.expires,
+            });
+        }
+        Ok(versions)
     }
 }
 
@@ -715,5 +745,29 @@ mod tests {
             service_error(b"gateway  down").message.as_deref(),
             Some("gateway down")
         );
+    }
+
+    #[tokio::test]
+    async fn versions_lists_every_version_s_properties_and_no_value() {
+        let secrets = json!({"vaults": [{"name": "kv1", "secrets": [{"name": "aoai-key", "versions": [
+            {"version": "0123456789abcdef0123456789abcdef", "value": SECRET_VALUE,
+             "tags": {"CredentialId": "key1"}, "created": 1_789_000_000, "exp": 1_796_000_000},
+            {"version": "fedcba9876543210fedcba9876543210", "value": "by-hand-value-2",
+             "tags": {"owner": "team"}, "created": 1_790_000_000, "enabled": false}
+        ]}]}]});
+        let (azure, store) = seeded(secrets).await;
+        let mut versions = store.versions(&vault("kv1"), &secret("aoai-key")).await.unwrap();
+        versions.sort_by_key(|v| v.created);
+        assert_eq!(versions.len(), 2);
+        assert_eq!(versions[0].version.as_str(), "0123456789abcdef0123456789abcdef");
+        assert_eq!(versions[0].tags, tags(&[("CredentialId", "key1")]));
+        assert_eq!(versions[0].expires, Some(at(1_796_000_000)));
+        assert!(versions[0].enabled && !versions[1].enabled);
+        assert_eq!(versions[1].created, Some(at(1_790_000_000)));
+        let printed = format!("{versions:?}");
+        assert!(!printed.contains(SECRET_VALUE) && !printed.contains("by-hand-value-2"));
+        assert!(azure.calls("GetSecret").await.is_empty(), "no value is read");
+        let missing = store.versions(&vault("kv1"), &secret("nope")).await.unwrap_err();
+        assert!(matches!(missing, StoreError::NotFound(_)), "{missing:?}");
     }
 }

@@ -32,6 +32,8 @@ pub struct SecretSummary {
     pub tags: Tags,
     pub enabled: bool,
     pub expires: Option<OffsetDateTime>,
+    /// When the latest version was written (Key Vault's `created`).
+    pub created: Option<OffsetDateTime>,
     pub updated: Option<OffsetDateTime>,
 }
 
@@ -96,4 +98,21 @@ pub trait SecretStore: Send + Sync + std::fmt::Debug {
         version: &SecretVersion,
         tags: Tags,
     ) -> Result<(), StoreError>;
+
+    /// The properties of every version of one secret (tags, attributes, never values), in the
+    /// order Key Vault lists them (no order is promised). One list call per page of 25
+    /// versions; `crate::status` uses it only to tell a secret whose rotation tags were lost.
+    async fn versions(&self, vault: &VaultName, name: &SecretName)
+    -> Result<Vec<VersionSummary>, StoreError>;
+}
+
+/// One version of a secret as its version list shows it: properties only, never a value.
+#[derive(Debug, Clone)]
+pub struct VersionSummary {
+    pub version: SecretVersion,
+    pub tags: Tags,
+    pub enabled: bool,
+    pub created: Option<OffsetDateTime>,
+    pub updated: Option<OffsetDateTime>,
+    pub expires: Option<OffsetDateTime>,
 }

@@ -22,5 +22,6 @@ mod resilience;
 mod review7;
 mod revoke;
 mod secrets;
+mod status;
 mod sweep;
 mod sweep_controls;

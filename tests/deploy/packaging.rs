@@ -7,13 +7,14 @@ use yaml_rust2::{Yaml, YamlLoader};
 
 use super::{is_executable, read, root};
 
-/// The functions `keyflip serve` routes (src/triggers).
-const SERVED: [&str; 5] = [
+/// The functions `keyflip serve` routes (src/triggers, src/status/http.rs).
+const SERVED: [&str; 6] = [
     keyflip::triggers::keyvault_events::FUNCTION,
     keyflip::triggers::sweep::FUNCTION,
     keyflip::triggers::manual::FUNCTION,
     keyflip::triggers::sweep_vault::FUNCTION,
     keyflip::triggers::keyvault_events_queue::FUNCTION,
+    keyflip::status::http::FUNCTION,
 ];
 
 #[test]
