@@ -208,16 +208,13 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     defaultToOAuthAuthentication: true
     minimumTlsVersion: 'TLS1_2'
     supportsHttpsTrafficOnly: true
-    // Open by default; if the account is later put behind a firewall (defaultAction 'Deny' or
-    // VNet rules), Event Grid's queue delivery keeps working only because trusted Azure
-    // services may pass ('AzureServices') AND the delivery uses the system topic's
-    // system-assigned identity: a storage account behind a firewall accepts Event Grid
-    // deliveries only from a system-assigned identity on the topic, never a user-assigned one
-    // (../shared/reference/queues-flex-and-limits.md §2.2).
-    networkAcls: {
-      bypass: 'AzureServices'
-      defaultAction: 'Allow'
-    }
+    // networkAcls is deliberately not set: Azure's default (open, bypass 'AzureServices') holds,
+    // and a firewall an operator adds later is not reset by the next deployment. Behind a
+    // firewall (defaultAction 'Deny' or VNet rules), Event Grid's queue delivery keeps working
+    // only while trusted Azure services may pass (keep bypass 'AzureServices') AND the delivery
+    // uses the system topic's system-assigned identity: a storage account behind a firewall
+    // accepts Event Grid deliveries only from a system-assigned identity on the topic, never a
+    // user-assigned one (../shared/reference/queues-flex-and-limits.md §2.2).
   }
 }
 

@@ -13,7 +13,9 @@ use azure_core::http::{ClientOptions, Transport};
 use crate::azure::arm::ArmClient;
 use crate::azure::credential::{CredentialError, build_credential, select_credential};
 use crate::azure::limits::{AzureLimits, LimitedClient};
-use crate::azure::transport::{TransportError, TransportSettings, build_http_client, retry_options};
+use crate::azure::transport::{
+    LazyClient, TransportError, TransportSettings, build_http_client, retry_options,
+};
 use crate::clock::Clock;
 use crate::config::{LeaseMode, Settings};
 use crate::engine::{Engine, EngineSettings};
@@ -47,8 +49,9 @@ pub enum StartupError {
 pub struct AzureAccess {
     pub http: reqwest::Client,
     /// For the data-plane checks of new keys: one host per account, so it keeps no idle
-    /// connection (memory would otherwise grow with the number of accounts).
-    pub dataplane_http: reqwest::Client,
+    /// connection (memory would otherwise grow with the number of accounts); built on first
+    /// use, so start-up loads the trusted roots once.
+    pub dataplane_http: LazyClient,
     pub client_options: ClientOptions,
     /// The client-side limits every Key Vault and Resource Manager call goes through.
     pub limits: Arc<AzureLimits>,
@@ -58,10 +61,10 @@ impl AzureAccess {
     pub fn new(settings: &Settings) -> Result<Self, StartupError> {
         let transport_settings = settings.transport_settings();
         let http = build_http_client(&transport_settings)?;
-        let dataplane_http = build_http_client(&TransportSettings {
+        let dataplane_http = LazyClient::new(TransportSettings {
             max_idle_per_host: 0,
             ..transport_settings
-        })?;
+        });
         let limits = Arc::new(AzureLimits::new(
             settings.vaults.iter().map(|v| &v.url),
             &settings.arm_endpoint,

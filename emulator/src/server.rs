@@ -277,6 +277,11 @@ async fn accept_loop(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
+                    // As Azure's front ends do: without it, a new connection's first HTTP/2
+                    // frames can wait ~40 ms for the client's delayed ACK (Nagle).
+                    if let Err(e) = stream.set_nodelay(true) {
+                        tracing::warn!(error = %e, "setting TCP_NODELAY failed");
+                    }
                     tokio::spawn(serve_connection(stream, acceptor.clone(), app.clone()));
                 }
                 Err(e) => tracing::warn!(error = %e, "accept failed"),

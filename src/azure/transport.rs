@@ -254,6 +254,45 @@ pub fn build_http_client(settings: &TransportSettings) -> Result<reqwest::Client
     builder.build().map_err(TransportError::Build)
 }
 
+/// A client built on first use from its settings, or given ready-made: the data-plane checks'
+/// client, so that start-up loads the trusted roots once (for the shared client) and the first
+/// check pays for its own.
+#[derive(Debug, Clone)]
+pub struct LazyClient {
+    settings: Option<TransportSettings>,
+    client: Arc<std::sync::OnceLock<Result<reqwest::Client, String>>>,
+}
+
+impl LazyClient {
+    /// Built from `settings` when first asked for.
+    pub fn new(settings: TransportSettings) -> Self {
+        Self {
+            settings: Some(settings),
+            client: Arc::new(std::sync::OnceLock::new()),
+        }
+    }
+
+    /// The client, built now if it was not yet; the error says why it could not be built.
+    pub fn get(&self) -> Result<&reqwest::Client, &str> {
+        self.client
+            .get_or_init(|| match &self.settings {
+                Some(settings) => build_http_client(settings).map_err(|e| e.to_string()),
+                None => Err("no HTTP client settings".to_string()),
+            })
+            .as_ref()
+            .map_err(String::as_str)
+    }
+}
+
+impl From<reqwest::Client> for LazyClient {
+    fn from(client: reqwest::Client) -> Self {
+        Self {
+            settings: None,
+            client: Arc::new(std::sync::OnceLock::from(Ok(client))),
+        }
+    }
+}
+
 /// The client as an Azure SDK transport (`ClientOptions::transport`).
 pub fn transport(client: &reqwest::Client) -> Transport {
     Transport::new(Arc::new(client.clone()))

@@ -187,16 +187,23 @@ impl Engine {
                 served.push(vault);
             }
         }
-        let everything = self.settings.vaults.iter().all(|v| served.contains(&v));
-        // A fresh index lets rotations start before the listing ends; without one they wait for
-        // this sweep's (or list every vault themselves, for a sweep of some vaults only).
-        let mut may_start = !everything || self.claims.fresh(listed_from).await.is_some();
+        // A fresh index lets rotations start before the listing ends. Without one, they wait
+        // for this sweep's: it then lists every served vault, those it does not sweep (a sweep
+        // of one vault from the fan-out queue) for the index only, and the rotations of other
+        // triggers wait for it too.
+        let fresh = self.claims.fresh(listed_from).await.is_some();
+        let mut may_start = fresh;
+        let indexed: Vec<&VaultName> = match fresh {
+            true => served.clone(),
+            false => self.settings.vaults.iter().collect(),
+        };
+        let everything = self.settings.vaults.iter().all(|v| indexed.contains(&v));
         let mut building = match everything {
             true => Some(self.claims.begin().await),
             false => None,
         };
 
-        let listings = served.iter().enumerate().map(|(i, vault)| {
+        let listings = indexed.iter().enumerate().map(|(i, vault)| {
             // A vault's listing ends at its first error (the next page cannot be asked for).
             let pages = self.store.list_pages(vault).scan(false, |failed, page| {
                 let next = (!*failed).then(|| {
@@ -211,9 +218,9 @@ impl Engine {
                 .boxed()
         });
         let mut listing = stream::select_all(listings);
-        let mut listed = vec![false; served.len()];
-        let mut pages_listed = vec![0usize; served.len()];
-        let mut listing_over = served.is_empty();
+        let mut listed = vec![false; indexed.len()];
+        let mut pages_listed = vec![0usize; indexed.len()];
+        let mut listing_over = indexed.is_empty();
         let mut claims = Claims::default();
         let mut complete = true;
         let mut unlisted = Vec::new();
@@ -301,12 +308,15 @@ impl Engine {
                 next = listing.next(), if !listing_over => {
                     match next {
                         Some(Listed::Page(i, Ok(page))) => {
-                            let vault = served[i];
+                            let vault = indexed[i];
                             pages_listed[i] += 1;
-                            report.summary.scanned += page.len();
                             claims.add(vault, &page, &self.settings.allowed_scopes);
+                            let swept = served.contains(&vault);
+                            if swept {
+                                report.summary.scanned += page.len();
+                            }
                             let now = self.clock.now();
-                            for summary in &page {
+                            for summary in page.iter().filter(|_| swept) {
                                 match self.decide(vault, summary, deadline, options.dry_run) {
                                     None => {}
                                     Some(Decision::Report(result)) => {
@@ -328,8 +338,9 @@ impl Engine {
                             }
                         }
                         Some(Listed::Page(i, Err(e))) => {
-                            let vault = served[i];
-                            match self.listing_failed(vault, e, pages_listed[i] > 0, &mut report) {
+                            let vault = indexed[i];
+                            let swept = served.contains(&vault);
+                            match self.listing_failed(vault, e, pages_listed[i] > 0, swept, &mut report) {
                                 ListingFailure::ForNow => complete = false,
                                 ListingFailure::ForGood => unlisted.push(vault.clone()),
                                 ListingFailure::Missing => {}
@@ -343,7 +354,7 @@ impl Engine {
                     }
                 }
                 () = tokio::time::sleep_until(deadline.into()), if !listing_over => {
-                    let late: Vec<String> = served
+                    let late: Vec<String> = indexed
                         .iter()
                         .zip(&listed)
                         .filter(|(_, done)| !**done)
@@ -388,22 +399,29 @@ impl Engine {
     /// Reports a vault whose listing failed, and says what that means for the index: a vault
     /// that answers "not found" after some pages were listed is an incomplete listing, not a
     /// vault that does not exist.
+    /// A vault listed for the index only (`swept` false) that cannot be listed for good is
+    /// logged, not reported: the sweep of every vault reports it.
     fn listing_failed(
         &self,
         vault: &VaultName,
         e: StoreError,
         pages_listed: bool,
+        swept: bool,
         report: &mut SweepReport,
     ) -> ListingFailure {
         if let StoreError::Transient(e) = e {
-            report.errors.push(format!("listing vault {vault} failed: {e}"));
+            report.error(format!("listing vault {vault} failed: {e}"));
             return ListingFailure::ForNow;
         }
         let problem = format!(
             "listing vault {vault} failed: {e}; check KEYFLIP_VAULTS and keyflip's access to the vault"
         );
-        log_events::sweep_problem(vault.as_str(), &problem);
-        report.problem(problem);
+        if swept {
+            log_events::sweep_problem(vault.as_str(), &problem);
+            report.problem(problem);
+        } else {
+            tracing::warn!(%vault, "{problem} (listed for the index of claims only)");
+        }
         match e {
             StoreError::NotFound(_) if pages_listed => ListingFailure::ForNow,
             StoreError::NotFound(_) => ListingFailure::Missing,

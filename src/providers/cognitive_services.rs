@@ -30,6 +30,7 @@ use super::{KeyCheck, KeyPair, KeyProvider, ProviderError, ResourceInfo, Verific
 use crate::azure::arm::{
     ActionAnswer, ArmClient, ArmError, OperationError, error_body, error_chain, one_line, truncate,
 };
+use crate::azure::transport::LazyClient;
 use crate::azure::urls::with_segments;
 use crate::domain::{ApiKey, ArmResourceId, Slot};
 
@@ -99,13 +100,17 @@ const SUBDOMAIN_CHECKS: &[(&str, CheckPath)] = &[
 #[derive(Debug, Clone)]
 pub struct CognitiveServices {
     arm: ArmClient,
-    http: reqwest::Client,
+    http: LazyClient,
 }
 
 impl CognitiveServices {
-    /// `http` sends the data-plane checks (the same transport as every Azure client).
-    pub fn new(arm: ArmClient, http: reqwest::Client) -> Self {
-        Self { arm, http }
+    /// `http` sends the data-plane checks (a client that keeps no idle connection, built on
+    /// first use, or any client given ready-made).
+    pub fn new(arm: ArmClient, http: impl Into<LazyClient>) -> Self {
+        Self {
+            arm,
+            http: http.into(),
+        }
     }
 }
 
@@ -351,8 +356,11 @@ impl KeyProvider for CognitiveServices {
             return Verification::Refused("the key holds characters an HTTP header cannot carry".into());
         };
         value.set_sensitive(true);
-        let mut request = self
-            .http
+        let http = match self.http.get() {
+            Ok(http) => http,
+            Err(e) => return Verification::Inconclusive(format!("no HTTP client for the check: {e}")),
+        };
+        let mut request = http
             .request(method.clone(), check.url.clone())
             .header(check.header, value)
             .timeout(CHECK_TIMEOUT);

@@ -10,7 +10,8 @@
 //! | message that cannot be understood (not JSON or base64 JSON, no `vault`, a bad name) | 200, `failed:bad-event` | deletes it: retrying cannot help, and a 500 would only spend `maxDequeueCount` attempts before the poison queue |
 //! | vault not in KEYFLIP_VAULTS | 200, `failed:not-allowed` | deletes it |
 //! | sweep report of class Success or Permanent | 200 | deletes it |
-//! | sweep report of class Transient (a vault not listed, a rotation pending or throttled) | 500 | makes it visible again after host.json's `visibilityTimeout`; after `maxDequeueCount` dequeues it moves to `keyflip-sweep-poison`, and the next timer run enqueues the vault afresh |
+//! | sweep report whose only transient results are pending rotations | 200 | deletes it: the next timer run's message resumes them |
+//! | sweep report of class Transient (a vault not listed, a rotation failed transiently or locked) | 500 | makes it visible again after host.json's `visibilityTimeout`; after `maxDequeueCount` dequeues it moves to `keyflip-sweep-poison`, and the next timer run enqueues the vault afresh |
 //!
 //! A duplicate message (the queue delivers at least once) sweeps the vault twice: harmless,
 //! since every rotation holds the lease and re-checks what it found (I3, I6).
@@ -140,12 +141,32 @@ pub async fn handle(
         .body
         .logs
         .insert(0, format!("{FUNCTION}: vault {vault}{attempt}"));
+    // A rotation left pending is resumed by the next timer run's message: re-sweeping the whole
+    // vault every visibilityTimeout until the message is poisoned would not make a slow key
+    // activate sooner. Only what a retry can fix now (a vault not listed, a transient failure,
+    // a lease held) asks the host for one.
+    if reply.status == StatusCode::INTERNAL_SERVER_ERROR && only_pending(&report) {
+        reply.status = StatusCode::OK;
+        reply
+            .body
+            .logs
+            .push("pending rotations only: the message is done; the next timer run resumes them".into());
+    }
     if reply.status == StatusCode::INTERNAL_SERVER_ERROR {
         reply.body.logs.push(
             "the host makes the message visible again after host.json's visibilityTimeout; after maxDequeueCount attempts it moves to keyflip-sweep-poison".into(),
         );
     }
     Ok(reply)
+}
+
+/// Whether the report is transient only because rotations are pending.
+fn only_pending(report: &crate::engine::SweepReport) -> bool {
+    let s = &report.summary;
+    report.errors.is_empty()
+        && s.pending > 0
+        && !s.failed_by_reason.contains_key("transient")
+        && !s.failed_by_reason.contains_key("locked")
 }
 
 #[cfg(test)]

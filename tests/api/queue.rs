@@ -552,3 +552,62 @@ async fn a_transient_failure_leaves_the_message_for_the_host_to_retry() {
     let again = host.receive(EVENTS_QUEUE).await.expect("visible again");
     assert_eq!(again.dequeue_count, 2);
 }
+
+#[tokio::test]
+async fn a_vault_s_sweep_builds_the_index_of_every_vault_before_rotating() {
+    // Arrange: no index yet; a due secret in one vault, and the other served vault slow to
+    // list (5 pages of 400 ms each, real time: only the outcome and the order are asserted)
+    let app = spawn_app_with(&[("KEYFLIP_SWEEP_MODE", "queue")]).await;
+    let host = QueueHost::start(&app).await;
+    app.seed_account("aoai-idx", "OpenAI").await;
+    app.seed_secret(SecretSpec::new("idx", "aoai-idx")).await;
+    let plain: Vec<Value> = (0..120)
+        .map(|i| json!({"name": format!("plain-{i:03}"), "versions": [{"value": "v"}]}))
+        .collect();
+    app.control
+        .seed(&json!({"vaults": [{"name": OTHER_VAULT, "secrets": plain}]}))
+        .await
+        .unwrap();
+    app.control
+        .latency(&emulator::faults::LatencyRule {
+            operation: "GetSecrets".into(),
+            target: Some(OTHER_VAULT.into()),
+            delay_ms: 400,
+            count: None,
+        })
+        .await
+        .unwrap();
+    app.control.clear_calls().await.unwrap();
+    host.put(SWEEP_QUEUE, &json!({"vault": VAULT}).to_string()).await;
+
+    // Act
+    let answers = host.drain(&app, "SweepVault", SWEEP_QUEUE, 1).await;
+
+    // Assert: rotated; the other vault listed (for the index only: not counted as scanned)
+    // before the secret was read
+    assert_eq!(answers[0].status, 200, "{:?}", answers[0].body);
+    assert_eq!(
+        answers[0].outcome_for(VAULT, "idx"),
+        "rotated",
+        "{:?}",
+        answers[0].body
+    );
+    assert_eq!(answers[0].result()["summary"]["scanned"], 1);
+    let calls = app.control.calls(None).await.unwrap();
+    let last_other_page = calls
+        .iter()
+        .filter(|c| c.operation == "GetSecrets" && c.target == OTHER_VAULT)
+        .map(|c| c.seq)
+        .max()
+        .expect("the other vault was listed");
+    let first_read = calls
+        .iter()
+        .filter(|c| c.operation == "GetSecret")
+        .map(|c| c.seq)
+        .min()
+        .unwrap();
+    assert!(
+        first_read > last_other_page,
+        "rotated before the index was complete"
+    );
+}
