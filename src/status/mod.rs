@@ -215,6 +215,41 @@ pub struct SecretStatus {
     pub problems: Vec<Problem>,
 }
 
+impl SecretStatus {
+    /// What the listing alone says of a secret, in `state`, without problems yet: the version's
+    /// age from `created` (`updated` if Key Vault gave none), as the engine's dwell counts it.
+    fn listed(
+        vault: &VaultName,
+        summary: &SecretSummary,
+        state: State,
+        now: OffsetDateTime,
+        dwell: std::time::Duration,
+    ) -> Self {
+        let written = summary.created.or(summary.updated);
+        Self {
+            vault: vault.to_string(),
+            secret: summary.name.to_string(),
+            state,
+            enabled: summary.enabled,
+            rotation_enabled: true,
+            provider: None,
+            resource: None,
+            active_slot: None,
+            updated: summary.updated,
+            created: summary.created,
+            version_age_seconds: written.map(|c| (now - c).whole_seconds()),
+            inside_dwell: !decide::outlived_dwell(written, now, dwell),
+            expires: summary.expires,
+            due: None,
+            due_now: false,
+            due_reason: None,
+            pending: None,
+            revoke_pending: None,
+            problems: Vec::new(),
+        }
+    }
+}
+
 /// One served vault's listing.
 #[derive(Debug, Clone, Serialize)]
 pub struct VaultStatus {
@@ -442,30 +477,7 @@ impl Collector {
     fn managed(&self, item: &Listed<'_>, claims: &Claims, now: OffsetDateTime) -> SecretStatus {
         let settings = &self.settings;
         let (vault, summary) = (item.vault, item.summary);
-        let mut status = SecretStatus {
-            vault: vault.to_string(),
-            secret: summary.name.to_string(),
-            state: State::Ok,
-            enabled: summary.enabled,
-            rotation_enabled: true,
-            provider: None,
-            resource: None,
-            active_slot: None,
-            updated: summary.updated,
-            created: summary.created,
-            version_age_seconds: summary
-                .created
-                .or(summary.updated)
-                .map(|c| (now - c).whole_seconds()),
-            inside_dwell: !decide::outlived_dwell(summary.created.or(summary.updated), now, settings.dwell),
-            expires: summary.expires,
-            due: None,
-            due_now: false,
-            due_reason: None,
-            pending: None,
-            revoke_pending: None,
-            problems: Vec::new(),
-        };
+        let mut status = SecretStatus::listed(vault, summary, State::Ok, now, settings.dwell);
         let parsed = decide::sweep_tags(&summary.tags, settings.lead_days);
         if !summary.enabled {
             status.problems.push(Problem::new(
@@ -691,40 +703,14 @@ impl Collector {
             .filter(|v| tags::is_managed(&v.tags))
             .max_by_key(|v| v.created)?;
         let summary = item.summary;
-        let mut status = SecretStatus {
-            vault: item.vault.to_string(),
-            secret: summary.name.to_string(),
-            state: State::TagsLost,
-            enabled: summary.enabled,
-            rotation_enabled: true,
-            provider: None,
-            resource: None,
-            active_slot: None,
-            updated: summary.updated,
-            created: summary.created,
-            version_age_seconds: summary
-                .created
-                .or(summary.updated)
-                .map(|c| (now - c).whole_seconds()),
-            inside_dwell: !decide::outlived_dwell(
-                summary.created.or(summary.updated),
-                now,
-                self.settings.dwell,
+        let mut status = SecretStatus::listed(item.vault, summary, State::TagsLost, now, self.settings.dwell);
+        status.problems = vec![Problem::new(
+            ProblemKind::TagsLost,
+            format!(
+                "the latest version has no rotation tags, but version {} has: someone wrote a new version by hand, so keyflip no longer rotates this secret and its consumers get a key keyflip does not track; if the new value is a key of the resource, copy CredentialId (naming the slot it holds), ProviderAddress and ValidityPeriodDays from that version onto the latest one (az keyvault secret set-attributes --tags ...), then run keyflip doctor",
+                tagged.version
             ),
-            expires: summary.expires,
-            due: None,
-            due_now: false,
-            due_reason: None,
-            pending: None,
-            revoke_pending: None,
-            problems: vec![Problem::new(
-                ProblemKind::TagsLost,
-                format!(
-                    "the latest version has no rotation tags, but version {} has: someone wrote a new version by hand, so keyflip no longer rotates this secret and its consumers get a key keyflip does not track; if the new value is a key of the resource, copy CredentialId (naming the slot it holds), ProviderAddress and ValidityPeriodDays from that version onto the latest one (az keyvault secret set-attributes --tags ...), then run keyflip doctor",
-                    tagged.version
-                ),
-            )],
-        };
+        )];
         // Show what the older version's tags said, to help put them back.
         self.describe_raw(&mut status, &tagged.tags);
         status.rotation_enabled = true;
