@@ -3,7 +3,9 @@
 //! (`benches/python/baseline.py`) against the same emulator in the same run. Prints one table
 //! (markdown) and the floors behind it; asserts nothing.
 //!
-//! Run: `cargo bench --bench sweep [-- --quick] [-- --no-python] [-- --concurrency N]`.
+//! Run: `cargo bench --bench sweep [-- --quick] [-- --no-python] [-- --concurrency N]
+//! [-- --only cold|single|sweep|due] [-- --keep] [-- --rotations N]` (`--keep` leaves the logs of
+//! `keyflip serve`; `--rotations` sets how many one-at-a-time rotations are measured).
 //!
 //! Rows:
 //! - **cold start**: process start to the first answered `GET /` (the host's readiness probe);
@@ -74,6 +76,10 @@ struct Sizes {
     due_sweep: usize,
     python: bool,
     concurrency: usize,
+    /// `--only cold|single|sweep|due`: run that row alone.
+    only: Option<String>,
+    /// `--keep`: leave the logs of `keyflip serve` in the bench's directory and print it.
+    keep: bool,
 }
 
 impl Sizes {
@@ -89,6 +95,8 @@ impl Sizes {
                 due_sweep: 100,
                 python: true,
                 concurrency: 32,
+                only: None,
+                keep: false,
             }
         } else {
             Sizes {
@@ -99,8 +107,25 @@ impl Sizes {
                 due_sweep: 1_000,
                 python: true,
                 concurrency: 32,
+                only: None,
+                keep: false,
             }
         };
+        sizes.keep = args.iter().any(|a| a == "--keep");
+        if let Some(i) = args.iter().position(|a| a == "--rotations") {
+            sizes.single_rotations = args
+                .get(i + 1)
+                .and_then(|v| v.parse().ok())
+                .filter(|n| *n > 0)
+                .ok_or("--rotations takes a number (at least 1)")?;
+        }
+        if let Some(i) = args.iter().position(|a| a == "--only") {
+            let row = args
+                .get(i + 1)
+                .filter(|v| ["cold", "single", "sweep", "due"].contains(&v.as_str()))
+                .ok_or("--only takes one of cold, single, sweep, due")?;
+            sizes.only = Some(row.clone());
+        }
         sizes.python = !args.iter().any(|a| a == "--no-python");
         if let Some(i) = args.iter().position(|a| a == "--concurrency") {
             sizes.concurrency = args
@@ -186,7 +211,11 @@ async fn main() -> Result<()> {
         sizes,
     };
     let outcome = bench.run().await;
-    let _ = std::fs::remove_dir_all(&bench.dir);
+    if bench.sizes.keep {
+        eprintln!("logs kept in {}", bench.dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&bench.dir);
+    }
     outcome
 }
 
@@ -197,94 +226,99 @@ impl Bench {
         let mut table = Table::default();
         let mut checks = Vec::new();
 
-        // Cold start.
-        eprintln!("cold starts…");
-        let kf_cold = self.keyflip_cold_starts().await?;
-        let py_cold = match &self.python {
-            Some(python) => Some(self.python_cold_starts(python).await?),
-            None => None,
-        };
-        let kf_ms = ms(kf_cold);
-        checks.push(check(
-            format!("cold start {kf_ms:.1} ms ≤ {TARGET_COLD_START_MS} ms"),
-            kf_ms <= TARGET_COLD_START_MS,
-        ));
-        table.row(vec![
-            format!("cold start (median of {})", s.cold_starts),
-            format!("{kf_ms:.1} ms"),
-            dash(),
-            dash(),
-            py_cold.map_or_else(dash, |d| format!("{:.0} ms", ms(d))),
-            dash(),
-            dash(),
-            py_cold.map_or_else(dash, |d| format!("{:.3}", kf_ms / ms(d))),
-            dash(),
-            dash(),
-            dash(),
-            dash(),
-            dash(),
-        ]);
+        if self.wants("cold") {
+            // Cold start.
+            eprintln!("cold starts…");
+            let kf_cold = self.keyflip_cold_starts().await?;
+            let py_cold = match &self.python {
+                Some(python) => Some(self.python_cold_starts(python).await?),
+                None => None,
+            };
+            let kf_ms = ms(kf_cold);
+            checks.push(check(
+                format!("cold start {kf_ms:.1} ms ≤ {TARGET_COLD_START_MS} ms"),
+                kf_ms <= TARGET_COLD_START_MS,
+            ));
+            table.row(vec![
+                format!("cold start (median of {})", s.cold_starts),
+                format!("{kf_ms:.1} ms"),
+                dash(),
+                dash(),
+                py_cold.map_or_else(dash, |d| format!("{:.0} ms", ms(d))),
+                dash(),
+                dash(),
+                py_cold.map_or_else(dash, |d| format!("{:.3}", kf_ms / ms(d))),
+                dash(),
+                dash(),
+                dash(),
+                dash(),
+                dash(),
+            ]);
+        }
 
-        // One rotation, no latency.
-        let single = VaultFleet {
-            name: "kv-one".into(),
-            secrets: s.single_rotations + 1,
-            due_every: 1,
-        };
-        eprintln!("one rotation at a time…");
-        let (kf_single, kf_median) = self.keyflip_single(&single).await?;
-        let py_single = match &self.python {
-            Some(python) => Some(
-                self.python_run(python, std::slice::from_ref(&single), false, 1)
-                    .await?,
-            ),
-            None => None,
-        };
-        let kf_cpu = cpu_per_rotation(&kf_single);
-        checks.push(check(
-            format!("CPU per rotation {kf_cpu:.2} ms ≤ {TARGET_CPU_PER_ROTATION_MS} ms"),
-            kf_cpu <= TARGET_CPU_PER_ROTATION_MS,
-        ));
-        checks.push(check(
-            format!(
-                "one rotation: {} of {} rotated, 0 failed",
-                kf_single.rotated, kf_single.due
-            ),
-            kf_single.failed == 0 && kf_single.rotated == kf_single.due,
-        ));
-        let py_median = py_single.as_ref().map(|r| parse_note_median(&r.note));
-        table.row(vec![
-            format!("one rotation, no latency (median of {})", s.single_rotations),
-            format!("{:.1} ms", ms(kf_median)),
-            dash(),
-            dash(),
-            py_median
-                .flatten()
-                .map_or_else(dash, |d| format!("{:.1} ms", ms(d))),
-            dash(),
-            dash(),
-            py_median
-                .flatten()
-                .map_or_else(dash, |d| format!("{:.2}", ms(kf_median) / ms(d))),
-            both(&kf_single, py_single.as_ref(), |r| {
-                format!("{:.1}", per_rotation(r, azure_calls(&r.calls)))
-            }),
-            both(&kf_single, py_single.as_ref(), |r| {
-                format!("{:.1}", per_rotation(r, vault_writes(&r.calls)))
-            }),
-            both(&kf_single, py_single.as_ref(), |r| r.throttled.to_string()),
-            both(&kf_single, py_single.as_ref(), |r| {
-                format!("{:.0} MB", mb(r.rss_kb))
-            }),
-            both(&kf_single, py_single.as_ref(), |r| {
-                format!("{:.2} ms", cpu_per_rotation(r))
-            }),
-        ]);
+        if self.wants("single") {
+            // One rotation, no latency.
+            let single = VaultFleet {
+                name: "kv-one".into(),
+                secrets: s.single_rotations + 1,
+                due_every: 1,
+            };
+            eprintln!("one rotation at a time…");
+            let (kf_single, kf_median) = self.keyflip_single(&single).await?;
+            let py_single = match &self.python {
+                Some(python) => Some(
+                    self.python_run(python, std::slice::from_ref(&single), false, 1)
+                        .await?,
+                ),
+                None => None,
+            };
+            let kf_cpu = cpu_per_rotation(&kf_single);
+            checks.push(check(
+                format!("CPU per rotation {kf_cpu:.2} ms ≤ {TARGET_CPU_PER_ROTATION_MS} ms"),
+                kf_cpu <= TARGET_CPU_PER_ROTATION_MS,
+            ));
+            checks.push(check(
+                format!(
+                    "one rotation: {} of {} rotated, 0 failed",
+                    kf_single.rotated, kf_single.due
+                ),
+                kf_single.failed == 0 && kf_single.rotated == kf_single.due,
+            ));
+            let py_median = py_single.as_ref().map(|r| parse_note_median(&r.note));
+            table.row(vec![
+                format!("one rotation, no latency (median of {})", s.single_rotations),
+                format!("{:.1} ms", ms(kf_median)),
+                dash(),
+                dash(),
+                py_median
+                    .flatten()
+                    .map_or_else(dash, |d| format!("{:.1} ms", ms(d))),
+                dash(),
+                dash(),
+                py_median
+                    .flatten()
+                    .map_or_else(dash, |d| format!("{:.2}", ms(kf_median) / ms(d))),
+                both(&kf_single, py_single.as_ref(), |r| {
+                    format!("{:.1}", per_rotation(r, azure_calls(&r.calls)))
+                }),
+                both(&kf_single, py_single.as_ref(), |r| {
+                    format!("{:.1}", per_rotation(r, vault_writes(&r.calls)))
+                }),
+                both(&kf_single, py_single.as_ref(), |r| r.throttled.to_string()),
+                both(&kf_single, py_single.as_ref(), |r| {
+                    format!("{:.0} MB", mb(r.rss_kb))
+                }),
+                both(&kf_single, py_single.as_ref(), |r| {
+                    format!("{:.2} ms", cpu_per_rotation(r))
+                }),
+            ]);
+        }
 
         // The sweeps.
         let half = s.sweep_secrets / 2;
         let fleets = [
             (
+                "sweep",
                 format!(
                     "sweep {} secrets ({}% due), 2 vaults",
                     s.sweep_secrets,
@@ -304,6 +338,7 @@ impl Bench {
                 ],
             ),
             (
+                "due",
                 format!("{} due rotations, 1 vault", s.due_sweep),
                 vec![VaultFleet {
                     name: "kv-due".into(),
@@ -313,7 +348,10 @@ impl Bench {
             ),
         ];
         let mut floors = Vec::new();
-        for (label, fleet) in &fleets {
+        for (row, label, fleet) in &fleets {
+            if !self.wants(row) {
+                continue;
+            }
             eprintln!("{label}: keyflip…");
             let kf = self.keyflip_sweep(fleet).await?;
             eprintln!("{label}: python…");
@@ -431,6 +469,11 @@ impl Bench {
             println!("  {line}");
         }
         Ok(())
+    }
+
+    /// Whether `--only` leaves this row in.
+    fn wants(&self, row: &str) -> bool {
+        self.sizes.only.as_deref().is_none_or(|only| only == row)
     }
 
     /// The environment `keyflip serve` gets from the Functions host, pointed at the emulator.

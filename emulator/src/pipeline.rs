@@ -100,7 +100,7 @@ impl Exchange {
             .faults
             .take_latency(&self.start.operation, &self.target_refs());
         if let Some(ms) = delay {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
+            wait_precisely(Duration::from_millis(ms)).await;
         }
         let fault =
             self.ctx
@@ -266,5 +266,17 @@ fn default_fault_text(service: Service, status: StatusCode) -> (String, String) 
                 status.canonical_reason().unwrap_or("")
             ),
         ),
+    }
+}
+
+/// Injected latency, to within a fraction of a millisecond: tokio's timer fires on the
+/// millisecond tick after its deadline (often 1–2 ms late), which over hundreds of sequential
+/// list pages would measure the stand-in rather than the client. A thread of the blocking
+/// pool sleeps with the kernel's high-resolution timer instead.
+async fn wait_precisely(delay: Duration) {
+    let slept = tokio::task::spawn_blocking(move || std::thread::sleep(delay)).await;
+    if slept.is_err() {
+        // The pool is shutting down: the emulator is stopping anyway.
+        tokio::time::sleep(delay).await;
     }
 }

@@ -15,11 +15,13 @@
 //!   documents).
 //! - **Resource Manager, per subscription** (`/subscriptions/{id}/…` on KEYFLIP_ARM_ENDPOINT):
 //!   token buckets of 250 reads refilled at 25/s and 200 writes (PUT, PATCH, POST actions such
-//!   as listKeys and regenerateKey) refilled at 10/s, deletes as writes. Every answer's
-//!   `x-ms-ratelimit-remaining-subscription-reads|writes` lowers the local bucket to what Azure
-//!   says is left (another client may share it); a 429's `Retry-After` holds the kind back
-//!   until then.
-//! - **At most [`MAX_IN_FLIGHT`] calls at once** per vault and per subscription.
+//!   as listKeys and regenerateKey) refilled at 10/s, deletes as writes. Until Azure has said
+//!   otherwise a bucket believes in [`HEADROOM`] of each figure; every answer's
+//!   `x-ms-ratelimit-remaining-subscription-reads|writes` then sets it to what Azure says is
+//!   left (another client may share the bucket), less the calls still in flight and one spare,
+//!   never above the documented size. A 429's `Retry-After` holds the kind back until then.
+//! - **At most [`MAX_IN_FLIGHT`] calls at once** per vault and per subscription (the default
+//!   KEYFLIP_CONCURRENCY, so it binds only a higher one).
 //!
 //! Other hosts (the token endpoint, storage, data planes) pass through unlimited. The jittered
 //! retry itself is the pipeline's ([`super::transport::retry_options`]).
@@ -35,7 +37,7 @@ use tokio::time::Instant;
 use url::Url;
 
 /// Calls in flight at once per vault and per subscription.
-pub const MAX_IN_FLIGHT: usize = 16;
+pub const MAX_IN_FLIGHT: usize = 32;
 
 /// The share of each documented limit keyflip allows itself.
 pub const HEADROOM: f64 = 0.95;
@@ -178,14 +180,20 @@ impl AzureLimits {
         }
     }
 
-    /// Learns from an answer: a 429 holds the kind back, Resource Manager's remaining count
-    /// lowers the bucket.
-    fn observe(&self, target: &Target, kind: Kind, status: StatusCode, headers: &Headers) {
+    /// Learns from an answer (`None`: the call failed without one): a 429 holds the kind back,
+    /// Resource Manager's remaining count sets the bucket.
+    fn observe(&self, target: &Target, kind: Kind, answer: Option<(StatusCode, &Headers)>) {
         let mut state = self.lock();
         let Some(limiter) = state.get_mut(target) else {
             return;
         };
         let now = Instant::now();
+        if let Some(Pace::Bucket(bucket)) = limiter.paces.get_mut(&kind) {
+            bucket.answered();
+        }
+        let Some((status, headers)) = answer else {
+            return;
+        };
         if status == StatusCode::TooManyRequests {
             limiter.stats.throttled += 1;
             let hold = match target {
@@ -209,7 +217,7 @@ impl AzureLimits {
             .and_then(|v| v.trim().parse::<f64>().ok())
             && let Some(Pace::Bucket(bucket)) = limiter.paces.get_mut(&kind)
         {
-            bucket.lower_to(left, now);
+            bucket.azure_says(left, now);
         }
     }
 }
@@ -337,29 +345,38 @@ impl Window {
     }
 }
 
-/// A token bucket: `capacity` tokens, refilled at `per_second`.
+/// A token bucket of Azure's documented `capacity`, refilled at [`HEADROOM`] of its rate up to
+/// [`HEADROOM`] of its size: only Azure's own remaining count takes it above that.
 #[derive(Debug)]
 struct Bucket {
     capacity: f64,
+    /// What refilling alone may reach.
+    believed: f64,
     per_second: f64,
     tokens: f64,
     at: Instant,
+    /// Calls that took a token and have no answer yet.
+    in_flight: usize,
 }
 
 impl Bucket {
     fn new((capacity, per_second): (f64, f64)) -> Self {
-        let capacity = (capacity * HEADROOM).floor().max(1.0);
+        let believed = (capacity * HEADROOM).floor().max(1.0);
         Self {
             capacity,
+            believed,
             per_second: per_second * HEADROOM,
-            tokens: capacity,
+            tokens: believed,
             at: Instant::now(),
+            in_flight: 0,
         }
     }
 
     fn refill(&mut self, now: Instant) {
         let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.per_second).min(self.capacity);
+        if self.tokens < self.believed {
+            self.tokens = (self.tokens + elapsed * self.per_second).min(self.believed);
+        }
         self.at = now;
     }
 
@@ -368,16 +385,24 @@ impl Bucket {
         // The tolerance absorbs rounding: a caller that waited the time asked for gets its token.
         if self.tokens + 1e-9 >= 1.0 {
             self.tokens = (self.tokens - 1.0).max(0.0);
+            self.in_flight += 1;
             return None;
         }
         let missing = 1.0 - self.tokens;
         Some(Duration::from_secs_f64(missing / self.per_second).max(Duration::from_millis(1)))
     }
 
-    /// Azure says `left` tokens remain: never believe in more than that.
-    fn lower_to(&mut self, left: f64, now: Instant) {
+    /// A call that took a token was answered (or failed).
+    fn answered(&mut self) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+    }
+
+    /// Azure says `left` calls remain in its bucket: believe it, less the calls still in flight
+    /// (Azure may not have counted them yet) and one spare.
+    fn azure_says(&mut self, left: f64, now: Instant) {
         self.refill(now);
-        self.tokens = self.tokens.min(left.max(0.0));
+        let usable = left - self.in_flight as f64 - 1.0;
+        self.tokens = usable.clamp(0.0, self.capacity);
     }
 }
 
@@ -404,10 +429,8 @@ impl HttpClient for LimitedClient {
         let permit = self.limits.admit(&target, kind).await;
         let answer = self.inner.execute_request(request).await;
         drop(permit);
-        if let Ok(response) = &answer {
-            self.limits
-                .observe(&target, kind, response.status(), response.headers());
-        }
+        let seen = answer.as_ref().ok().map(|r| (r.status(), r.headers()));
+        self.limits.observe(&target, kind, seen);
         answer
     }
 }
@@ -480,7 +503,7 @@ mod tests {
     fn a_bucket_bursts_then_refills_at_its_rate_and_believes_azure_s_remaining_count() {
         let mut bucket = Bucket::new((4.0, 2.0));
         let now = bucket.at;
-        assert_eq!(bucket.capacity, 3.0, "95% of 4, rounded down");
+        assert_eq!(bucket.believed, 3.0, "95% of 4, rounded down");
         for _ in 0..3 {
             assert_eq!(bucket.take(now), None);
         }
@@ -489,8 +512,35 @@ mod tests {
         assert_eq!(bucket.take(now + wait), None);
         let mut shared = Bucket::new((200.0, 10.0));
         let now = shared.at;
-        shared.lower_to(0.0, now);
+        shared.azure_says(0.0, now);
         assert!(shared.take(now).is_some(), "Azure says none are left");
+    }
+
+    #[test]
+    fn azure_s_remaining_count_is_believed_less_the_calls_in_flight_up_to_the_documented_size() {
+        let mut bucket = Bucket::new((200.0, 10.0));
+        let now = bucket.at;
+        assert_eq!(bucket.tokens, 190.0, "95% until Azure says otherwise");
+        for _ in 0..5 {
+            assert_eq!(bucket.take(now), None);
+        }
+        bucket.answered();
+        bucket.azure_says(199.0, now);
+        assert_eq!(
+            bucket.tokens,
+            199.0 - 4.0 - 1.0,
+            "four still in flight, one spare"
+        );
+        bucket.azure_says(5000.0, now);
+        assert_eq!(bucket.tokens, 200.0, "never above the documented size");
+        bucket.tokens = 100.0;
+        bucket.refill(now + Duration::from_secs(100));
+        assert_eq!(bucket.tokens, 190.0, "refilling alone reaches 95%");
+        for _ in 0..4 {
+            bucket.answered();
+        }
+        bucket.answered();
+        assert_eq!(bucket.in_flight, 0, "never below zero");
     }
 
     #[tokio::test(start_paused = true)]
@@ -498,7 +548,11 @@ mod tests {
         let l = limits();
         let vault = Target::Vault("kv1.vault.azure.net".into());
         drop(l.admit(&vault, Kind::Read).await);
-        l.observe(&vault, Kind::Read, StatusCode::TooManyRequests, &Headers::new());
+        l.observe(
+            &vault,
+            Kind::Read,
+            Some((StatusCode::TooManyRequests, &Headers::new())),
+        );
         let start = Instant::now();
         drop(l.admit(&vault, Kind::Read).await);
         assert_eq!(start.elapsed(), Duration::from_secs(1));
@@ -508,12 +562,20 @@ mod tests {
             Duration::from_secs(1),
             "writes are not held back"
         );
-        l.observe(&vault, Kind::Read, StatusCode::TooManyRequests, &Headers::new());
+        l.observe(
+            &vault,
+            Kind::Read,
+            Some((StatusCode::TooManyRequests, &Headers::new())),
+        );
         let again = Instant::now();
         drop(l.admit(&vault, Kind::Read).await);
         assert_eq!(again.elapsed(), Duration::from_secs(2));
-        l.observe(&vault, Kind::Read, StatusCode::Ok, &Headers::new());
-        l.observe(&vault, Kind::Read, StatusCode::TooManyRequests, &Headers::new());
+        l.observe(&vault, Kind::Read, Some((StatusCode::Ok, &Headers::new())));
+        l.observe(
+            &vault,
+            Kind::Read,
+            Some((StatusCode::TooManyRequests, &Headers::new())),
+        );
         let reset = Instant::now();
         drop(l.admit(&vault, Kind::Read).await);
         assert_eq!(reset.elapsed(), Duration::from_secs(1));
@@ -527,7 +589,7 @@ mod tests {
         drop(l.admit(&sub, Kind::Write).await);
         let mut headers = Headers::new();
         headers.insert(RETRY_AFTER, "7");
-        l.observe(&sub, Kind::Write, StatusCode::TooManyRequests, &headers);
+        l.observe(&sub, Kind::Write, Some((StatusCode::TooManyRequests, &headers)));
         let start = Instant::now();
         drop(l.admit(&sub, Kind::Write).await);
         assert_eq!(start.elapsed(), Duration::from_secs(7));
@@ -547,7 +609,7 @@ mod tests {
             tokio::spawn(async move { drop(l.admit(&sub, Kind::Read).await) })
         };
         tokio::time::sleep(Duration::from_secs(5)).await;
-        assert!(!waiting.is_finished(), "the 17th call waits for a slot");
+        assert!(!waiting.is_finished(), "one more call waits for a slot");
         held.pop();
         waiting.await.unwrap();
     }
