@@ -31,7 +31,7 @@
 //! link comes from the one before). The floor is the largest; each side is held to its own.
 //!
 //! keyflip runs with `KEYFLIP_LEASE=in-process` (no Azurite: the storage lease would add two
-//! blob calls per rotation) and its default `KEYFLIP_CONCURRENCY` of 32; the Python baseline
+//! blob calls per rotation) and its default `KEYFLIP_CONCURRENCY` of 64; the Python baseline
 //! uses a thread pool of the same size.
 
 use std::collections::{BTreeMap, HashMap};
@@ -94,7 +94,7 @@ impl Sizes {
                 sweep_due_every: 100,
                 due_sweep: 100,
                 python: true,
-                concurrency: 32,
+                concurrency: 64,
                 only: None,
                 keep: false,
             }
@@ -106,7 +106,7 @@ impl Sizes {
                 sweep_due_every: 100,
                 due_sweep: 1_000,
                 python: true,
-                concurrency: 32,
+                concurrency: 64,
                 only: None,
                 keep: false,
             }

@@ -415,7 +415,7 @@ impl Settings {
             .check(hours(v, KEYFLIP_PENDING_TIMEOUT_HOURS, 6.0, 0.001..=720.0))
             .unwrap_or_default();
         let concurrency = p
-            .check(number(v, KEYFLIP_CONCURRENCY, 32, 1..=64, "rotations"))
+            .check(number(v, KEYFLIP_CONCURRENCY, 64, 1..=64, "rotations"))
             .unwrap_or(1);
         let sweep_budget = p
             .check(seconds(v, KEYFLIP_SWEEP_BUDGET_SECONDS, 240, 1..=3600))
@@ -1230,7 +1230,7 @@ mod tests {
         assert_eq!(s.dwell, Duration::from_secs(24 * 3600));
         assert_eq!(s.event_budget, Duration::from_secs(20));
         assert_eq!(s.pending_timeout, Duration::from_secs(6 * 3600));
-        assert_eq!(s.concurrency, 32);
+        assert_eq!(s.concurrency, 64);
         assert_eq!(s.sweep_budget, Duration::from_secs(240));
         assert_eq!(s.manual_budget, Duration::from_secs(60));
         assert_eq!(s.managed_identity_client_id, None);
@@ -1250,7 +1250,7 @@ mod tests {
             }
         }
         let s = Settings::from_vars(&vars).unwrap();
-        assert_eq!((s.lead_days, s.concurrency, s.port), (30, 32, None));
+        assert_eq!((s.lead_days, s.concurrency, s.port), (30, 64, None));
         assert_eq!(s.sweep_schedule, DEFAULT_SWEEP_SCHEDULE);
     }
 

@@ -733,6 +733,7 @@ mod tests {
             dry_run: false,
             force: false,
             budget,
+            index_wait: None,
         }
     }
 
@@ -1778,7 +1779,7 @@ mod tests {
             ("KEYFLIP_DWELL_HOURS", "24"),
             ("KEYFLIP_EVENT_BUDGET_SECONDS", "20"),
             ("KEYFLIP_PENDING_TIMEOUT_HOURS", "6"),
-            ("KEYFLIP_CONCURRENCY", "32"),
+            ("KEYFLIP_CONCURRENCY", "64"),
             ("KEYFLIP_SWEEP_BUDGET_SECONDS", "240"),
             ("KEYFLIP_MANUAL_BUDGET_SECONDS", "60"),
             ("KEYFLIP_ARM_ENDPOINT", "https://management.azure.com"),

@@ -152,7 +152,7 @@ def main():
     parser.add_argument("--emulator", required=True, help="host:port of the local stand-in")
     parser.add_argument("--vaults", required=True, help="comma-separated vault names")
     parser.add_argument("--subscription", required=True)
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--ready-only", action="store_true")
     args = parser.parse_args()
 

@@ -271,12 +271,25 @@ fn default_fault_text(service: Service, status: StatusCode) -> (String, String) 
 
 /// Injected latency, to within a fraction of a millisecond: tokio's timer fires on the
 /// millisecond tick after its deadline (often 1–2 ms late), which over hundreds of sequential
-/// list pages would measure the stand-in rather than the client. A thread of the blocking
-/// pool sleeps with the kernel's high-resolution timer instead.
+/// list pages would measure the stand-in rather than the client. Tokio's timer takes all but
+/// the last [`PRECISE_TAIL`] (so a dropped request stops waiting, as a long injected hang must),
+/// and a thread of the blocking pool sleeps the rest with the kernel's high-resolution timer.
 async fn wait_precisely(delay: Duration) {
-    let slept = tokio::task::spawn_blocking(move || std::thread::sleep(delay)).await;
+    let until = std::time::Instant::now() + delay;
+    if let Some(coarse) = delay.checked_sub(PRECISE_TAIL) {
+        tokio::time::sleep(coarse).await;
+    }
+    let rest = until.saturating_duration_since(std::time::Instant::now());
+    if rest.is_zero() {
+        return;
+    }
+    let slept = tokio::task::spawn_blocking(move || std::thread::sleep(rest)).await;
     if slept.is_err() {
         // The pool is shutting down: the emulator is stopping anyway.
-        tokio::time::sleep(delay).await;
+        tokio::time::sleep(rest).await;
     }
 }
+
+/// The end of an injected latency slept precisely (see [`wait_precisely`]): more than tokio's
+/// timer is late.
+const PRECISE_TAIL: Duration = Duration::from_millis(3);

@@ -16,12 +16,14 @@
 //! - **Resource Manager, per subscription** (`/subscriptions/{id}/…` on KEYFLIP_ARM_ENDPOINT):
 //!   token buckets of 250 reads refilled at 25/s and 200 writes (PUT, PATCH, POST actions such
 //!   as listKeys and regenerateKey) refilled at 10/s, deletes as writes. Until Azure has said
-//!   otherwise a bucket believes in [`HEADROOM`] of each figure; every answer's
-//!   `x-ms-ratelimit-remaining-subscription-reads|writes` then sets it to what Azure says is
-//!   left (another client may share the bucket), less the calls still in flight and one spare,
-//!   never above the documented size. A 429's `Retry-After` holds the kind back until then.
-//! - **At most [`MAX_IN_FLIGHT`] calls at once** per vault and per subscription (the default
-//!   KEYFLIP_CONCURRENCY, so it binds only a higher one).
+//!   otherwise a bucket believes in [`HEADROOM`] of each figure. Every answer's
+//!   `x-ms-ratelimit-remaining-subscription-reads|writes` (what Azure says is left, another
+//!   client may share the bucket), less the calls still in flight and one spare, lowers it; only
+//!   the answer to the last call sent raises it (never above the documented size), since
+//!   answers overtake each other and an older count would include tokens later calls spent. A
+//!   429's `Retry-After` holds the kind back until then.
+//! - **At most [`MAX_IN_FLIGHT`] calls at once** per vault and per subscription (half the default
+//!   KEYFLIP_CONCURRENCY: most rotations are waiting for another call, or for the sweep).
 //!
 //! Other hosts (the token endpoint, storage, data planes) pass through unlimited. The jittered
 //! retry itself is the pipeline's ([`super::transport::retry_options`]).
@@ -146,8 +148,9 @@ impl AzureLimits {
     }
 
     /// Waits until the call may be sent: a slot, then a token of its kind. The permit is the
-    /// slot, held until the answer (`None` only if the semaphore were closed; none ever is).
-    async fn admit(&self, target: &Target, kind: Kind) -> Option<OwnedSemaphorePermit> {
+    /// slot, held until the answer (`None` only if the semaphore were closed; none ever is);
+    /// the number is the call's place among those sent with a token of its bucket.
+    async fn admit(&self, target: &Target, kind: Kind) -> (Option<OwnedSemaphorePermit>, u64) {
         let slots = self
             .lock()
             .entry(target.clone())
@@ -168,11 +171,15 @@ impl AzureLimits {
                 if wait.is_none() && delayed {
                     limiter.stats.delayed += 1;
                 }
-                wait
+                let sent = match limiter.paces.get(&kind) {
+                    Some(Pace::Bucket(bucket)) => bucket.sent,
+                    _ => 0,
+                };
+                (wait, sent)
             };
             match wait {
-                None => return permit,
-                Some(wait) => {
+                (None, sent) => return (permit, sent),
+                (Some(wait), _) => {
                     delayed = true;
                     tokio::time::sleep(wait).await;
                 }
@@ -180,17 +187,26 @@ impl AzureLimits {
         }
     }
 
+    /// A call admitted with a token of `kind` has ended: answered, failed, or dropped (a
+    /// timeout cancels the call mid-way), so it is no longer in flight.
+    fn settle(&self, target: &Target, kind: Kind) {
+        if let Some(Pace::Bucket(bucket)) = self
+            .lock()
+            .get_mut(target)
+            .and_then(|limiter| limiter.paces.get_mut(&kind))
+        {
+            bucket.answered();
+        }
+    }
+
     /// Learns from an answer (`None`: the call failed without one): a 429 holds the kind back,
     /// Resource Manager's remaining count sets the bucket.
-    fn observe(&self, target: &Target, kind: Kind, answer: Option<(StatusCode, &Headers)>) {
+    fn observe(&self, target: &Target, kind: Kind, sent: u64, answer: Option<(StatusCode, &Headers)>) {
         let mut state = self.lock();
         let Some(limiter) = state.get_mut(target) else {
             return;
         };
         let now = Instant::now();
-        if let Some(Pace::Bucket(bucket)) = limiter.paces.get_mut(&kind) {
-            bucket.answered();
-        }
         let Some((status, headers)) = answer else {
             return;
         };
@@ -215,9 +231,10 @@ impl AzureLimits {
         if let Some(left) = headers
             .get_optional_str(remaining)
             .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|left| left.is_finite())
             && let Some(Pace::Bucket(bucket)) = limiter.paces.get_mut(&kind)
         {
-            bucket.azure_says(left, now);
+            bucket.azure_says(left, sent, now);
         }
     }
 }
@@ -357,6 +374,8 @@ struct Bucket {
     at: Instant,
     /// Calls that took a token and have no answer yet.
     in_flight: usize,
+    /// Calls that took a token, ever: each call's number.
+    sent: u64,
 }
 
 impl Bucket {
@@ -369,6 +388,7 @@ impl Bucket {
             tokens: believed,
             at: Instant::now(),
             in_flight: 0,
+            sent: 0,
         }
     }
 
@@ -386,6 +406,7 @@ impl Bucket {
         if self.tokens + 1e-9 >= 1.0 {
             self.tokens = (self.tokens - 1.0).max(0.0);
             self.in_flight += 1;
+            self.sent += 1;
             return None;
         }
         let missing = 1.0 - self.tokens;
@@ -397,12 +418,31 @@ impl Bucket {
         self.in_flight = self.in_flight.saturating_sub(1);
     }
 
-    /// Azure says `left` calls remain in its bucket: believe it, less the calls still in flight
-    /// (Azure may not have counted them yet) and one spare.
-    fn azure_says(&mut self, left: f64, now: Instant) {
+    /// Azure says `left` calls remain in its bucket, in its answer to the call numbered `sent`:
+    /// less the calls still in flight (Azure may not have counted them yet) and one spare, it is
+    /// always believed when less than the local count; more only from the answer to the last
+    /// call sent, since answers overtake each other and an older one would count tokens that
+    /// later calls already spent.
+    fn azure_says(&mut self, left: f64, sent: u64, now: Instant) {
         self.refill(now);
-        let usable = left - self.in_flight as f64 - 1.0;
-        self.tokens = usable.clamp(0.0, self.capacity);
+        let usable = (left - self.in_flight as f64 - 1.0).clamp(0.0, self.capacity);
+        if sent == self.sent || usable < self.tokens {
+            self.tokens = usable;
+        }
+    }
+}
+
+/// A call in flight: dropping it settles the call in its bucket, also when the call's future
+/// is dropped before an answer.
+struct InFlight<'a> {
+    limits: &'a AzureLimits,
+    target: &'a Target,
+    kind: Kind,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.limits.settle(self.target, self.kind);
     }
 }
 
@@ -426,11 +466,18 @@ impl HttpClient for LimitedClient {
         let Some((target, kind)) = self.limits.classify(request.url(), request.method()) else {
             return self.inner.execute_request(request).await;
         };
-        let permit = self.limits.admit(&target, kind).await;
+        let (permit, sent) = self.limits.admit(&target, kind).await;
+        // From here the call is in flight until this is dropped, however the call ends.
+        let in_flight = InFlight {
+            limits: &self.limits,
+            target: &target,
+            kind,
+        };
         let answer = self.inner.execute_request(request).await;
         drop(permit);
+        drop(in_flight);
         let seen = answer.as_ref().ok().map(|r| (r.status(), r.headers()));
-        self.limits.observe(&target, kind, seen);
+        self.limits.observe(&target, kind, sent, seen);
         answer
     }
 }
@@ -512,34 +559,49 @@ mod tests {
         assert_eq!(bucket.take(now + wait), None);
         let mut shared = Bucket::new((200.0, 10.0));
         let now = shared.at;
-        shared.azure_says(0.0, now);
+        shared.azure_says(0.0, 0, now);
         assert!(shared.take(now).is_some(), "Azure says none are left");
     }
 
     #[test]
-    fn azure_s_remaining_count_is_believed_less_the_calls_in_flight_up_to_the_documented_size() {
+    fn azure_s_remaining_count_lowers_the_bucket_and_only_the_last_call_s_answer_raises_it() {
         let mut bucket = Bucket::new((200.0, 10.0));
         let now = bucket.at;
         assert_eq!(bucket.tokens, 190.0, "95% until Azure says otherwise");
         for _ in 0..5 {
             assert_eq!(bucket.take(now), None);
         }
+        assert_eq!(bucket.sent, 5);
+        // Call 2 is answered first, then call 5 (the last sent), then call 1 (overtaken).
         bucket.answered();
-        bucket.azure_says(199.0, now);
+        bucket.azure_says(150.0, 2, now);
         assert_eq!(
             bucket.tokens,
-            199.0 - 4.0 - 1.0,
+            150.0 - 4.0 - 1.0,
             "four still in flight, one spare"
         );
-        bucket.azure_says(5000.0, now);
+        bucket.azure_says(199.0, 2, now);
+        assert_eq!(
+            bucket.tokens, 145.0,
+            "an answer to an earlier call never raises it"
+        );
+        bucket.answered();
+        bucket.azure_says(190.0, 5, now);
+        assert_eq!(bucket.tokens, 190.0 - 3.0 - 1.0, "the last call's answer does");
+        bucket.answered();
+        bucket.azure_says(199.0, 1, now);
+        assert_eq!(
+            bucket.tokens, 186.0,
+            "an overtaken answer counts tokens spent since"
+        );
+        bucket.azure_says(5000.0, 5, now);
         assert_eq!(bucket.tokens, 200.0, "never above the documented size");
         bucket.tokens = 100.0;
         bucket.refill(now + Duration::from_secs(100));
         assert_eq!(bucket.tokens, 190.0, "refilling alone reaches 95%");
-        for _ in 0..4 {
+        for _ in 0..3 {
             bucket.answered();
         }
-        bucket.answered();
         assert_eq!(bucket.in_flight, 0, "never below zero");
     }
 
@@ -551,6 +613,7 @@ mod tests {
         l.observe(
             &vault,
             Kind::Read,
+            0,
             Some((StatusCode::TooManyRequests, &Headers::new())),
         );
         let start = Instant::now();
@@ -565,15 +628,17 @@ mod tests {
         l.observe(
             &vault,
             Kind::Read,
+            0,
             Some((StatusCode::TooManyRequests, &Headers::new())),
         );
         let again = Instant::now();
         drop(l.admit(&vault, Kind::Read).await);
         assert_eq!(again.elapsed(), Duration::from_secs(2));
-        l.observe(&vault, Kind::Read, Some((StatusCode::Ok, &Headers::new())));
+        l.observe(&vault, Kind::Read, 0, Some((StatusCode::Ok, &Headers::new())));
         l.observe(
             &vault,
             Kind::Read,
+            0,
             Some((StatusCode::TooManyRequests, &Headers::new())),
         );
         let reset = Instant::now();
@@ -589,10 +654,66 @@ mod tests {
         drop(l.admit(&sub, Kind::Write).await);
         let mut headers = Headers::new();
         headers.insert(RETRY_AFTER, "7");
-        l.observe(&sub, Kind::Write, Some((StatusCode::TooManyRequests, &headers)));
+        l.observe(
+            &sub,
+            Kind::Write,
+            1,
+            Some((StatusCode::TooManyRequests, &headers)),
+        );
         let start = Instant::now();
         drop(l.admit(&sub, Kind::Write).await);
         assert_eq!(start.elapsed(), Duration::from_secs(7));
+    }
+
+    #[test]
+    fn a_call_dropped_before_its_answer_is_no_longer_in_flight() {
+        let l = limits();
+        let sub = Target::Subscription("s".into());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        for _ in 0..3 {
+            let (permit, _) = runtime.block_on(l.admit(&sub, Kind::Write));
+            let in_flight = InFlight {
+                limits: &l,
+                target: &sub,
+                kind: Kind::Write,
+            };
+            // The call's future is dropped here (a timeout), with no answer to observe.
+            drop(permit);
+            drop(in_flight);
+        }
+        let mut headers = Headers::new();
+        headers.insert(REMAINING_WRITES, "150");
+        l.observe(&sub, Kind::Write, 3, Some((StatusCode::Ok, &headers)));
+        let state = l.lock();
+        let Some(Pace::Bucket(bucket)) = state.get(&sub).unwrap().paces.get(&Kind::Write) else {
+            panic!("writes are a bucket");
+        };
+        assert_eq!(bucket.in_flight, 0);
+        assert_eq!(bucket.tokens, 149.0, "150 left less one spare, none in flight");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_remaining_count_that_is_not_a_finite_number_is_ignored() {
+        let l = limits();
+        let sub = Target::Subscription("s".into());
+        for (sent, odd) in (1..).zip(["NaN", "inf", "-inf", "1e400", "twelve"]) {
+            drop(l.admit(&sub, Kind::Write).await);
+            let mut headers = Headers::new();
+            headers.insert(REMAINING_WRITES, odd);
+            l.observe(&sub, Kind::Write, sent, Some((StatusCode::Ok, &headers)));
+        }
+        let state = l.lock();
+        let Some(Pace::Bucket(bucket)) = state.get(&sub).unwrap().paces.get(&Kind::Write) else {
+            panic!("writes are a bucket");
+        };
+        assert!(
+            bucket.tokens.is_finite() && bucket.tokens > 100.0,
+            "{}",
+            bucket.tokens
+        );
     }
 
     #[tokio::test(start_paused = true)]

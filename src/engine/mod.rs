@@ -84,6 +84,10 @@ pub struct RotationRequest {
     pub revoke_active: bool,
     /// Time this invocation may spend.
     pub budget: Duration,
+    /// A sweep's rotation (`Some`) starts before the sweep's listing ends: it waits for the
+    /// sweep's index of claims after reading the secret, before the lease, for up to this long
+    /// on top of `budget` (the rest of the sweep's). `None` elsewhere.
+    pub index_wait: Option<Duration>,
 }
 
 /// The rotation engine.

@@ -10,7 +10,7 @@
 //! that secret alone, and the sweep goes on.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BinaryHeap, HashSet};
+use std::collections::{BTreeMap, BinaryHeap};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -155,15 +155,18 @@ impl Engine {
     }
 
     /// The sweep: every vault of `vaults` listed at once, page by page; each due secret queued
-    /// by urgency as soon as its page arrives. Rotations start while the listing goes on when
-    /// a fresh index of claims is cached (the one-resource-one-secret check, I9, needs every
-    /// served vault); otherwise as soon as the sweep's own index is complete and the resources
-    /// named by two secrets are checked, most urgent first, up to KEYFLIP_CONCURRENCY at a
-    /// time. No rotation starts within [`MIN_ROTATION_START`] of the budget's end, nor once
-    /// KEYFLIP_MAX_ROTATIONS_PER_SWEEP rotations did something (a refusal does not count): the
-    /// rest is left to the next run and counted. A vault that is not served is reported as a
-    /// problem. The index is published (to the cache and to rotations of other triggers
-    /// waiting for it) only by a sweep that listed every served vault completely.
+    /// by urgency as soon as its page arrives, and rotations started from the queue while the
+    /// listing goes on, most urgent first, up to KEYFLIP_CONCURRENCY at a time. The
+    /// one-resource-one-secret check (I9) needs every served vault listed: a rotation started
+    /// before this sweep's index is complete reads its secret, then waits for the index before
+    /// its lease and any resource call (the wait is not counted against its own budget, only
+    /// the sweep's), unless a fresh index is cached. No rotation starts within [`MIN_ROTATION_START`] of the budget's
+    /// end, nor once KEYFLIP_MAX_ROTATIONS_PER_SWEEP rotations did something (a refusal does
+    /// not count): the rest is left to the next run and counted. A vault that is not served is
+    /// reported as a problem. The index is published (to the cache and to the rotations
+    /// waiting for it, of this sweep and of other triggers) only by a sweep that listed every
+    /// served vault completely; the resources it finds named by two secrets are checked then,
+    /// and their due secrets not started yet are refused.
     pub async fn sweep_with(&self, vaults: &[VaultName], options: SweepOptions) -> SweepReport {
         let started = Instant::now();
         let listed_from = self.clock.now();
@@ -187,12 +190,11 @@ impl Engine {
                 served.push(vault);
             }
         }
-        // A fresh index lets rotations start before the listing ends. Without one, they wait
-        // for this sweep's: it then lists every served vault, those it does not sweep (a sweep
-        // of one vault from the fan-out queue) for the index only, and the rotations of other
-        // triggers wait for it too.
+        // Without a fresh index, rotations wait for this sweep's before their lease: it
+        // then lists every served vault, those it does not sweep (a sweep of one vault from
+        // the fan-out queue) for the index only, and the rotations of other triggers wait for
+        // it too.
         let fresh = self.claims.fresh(listed_from).await.is_some();
-        let mut may_start = fresh;
         let indexed: Vec<&VaultName> = match fresh {
             true => served.clone(),
             false => self.settings.vaults.iter().collect(),
@@ -227,7 +229,6 @@ impl Engine {
 
         let mut queue = BinaryHeap::new();
         let mut seq = 0u64;
-        let mut dispatched = HashSet::new();
         let mut running = FuturesUnordered::new();
         let mut shared_check = std::pin::pin!(futures::future::OptionFuture::from(None));
         let mut shared_pending = false;
@@ -253,7 +254,7 @@ impl Engine {
                 shared_check.set(Some(self.refuse_shared(index, check_until)).into());
                 shared_pending = true;
             }
-            while may_start && left_because.is_none() && running.len() < concurrency && !queue.is_empty() {
+            while left_because.is_none() && running.len() < concurrency && !queue.is_empty() {
                 let cap = self.settings.max_rotations_per_sweep;
                 if Instant::now() + min_start >= deadline {
                     left_because = Some("deadline");
@@ -265,7 +266,6 @@ impl Engine {
                     break;
                 } else if let Some(next) = queue.pop() {
                     let Urgent { request, .. } = next;
-                    dispatched.insert(format!("{}/{}", request.vault, request.secret));
                     running.push(self.rotate_within(request, deadline));
                 }
             }
@@ -283,7 +283,6 @@ impl Engine {
                 Some(check) = &mut shared_check, if shared_pending => {
                     shared_pending = false;
                     shared_done = true;
-                    may_start = true;
                     let SharedCheck { refused, errors, problems } = check;
                     errors.into_iter().for_each(|e| report.error(e));
                     problems.into_iter().for_each(|p| report.problem(p));
@@ -459,6 +458,9 @@ impl Engine {
             return result;
         }
         request.budget = left.min(MAX_ROTATION_IN_SWEEP);
+        // Waiting for this sweep's index (if it is still listing) may take the rest of its
+        // budget: the rotation still ends by the sweep's deadline.
+        request.index_wait = Some(left - request.budget);
         let (vault, secret) = (request.vault.clone(), request.secret.clone());
         match AssertUnwindSafe(self.rotate(request)).catch_unwind().await {
             Ok(result) => result,
@@ -488,7 +490,7 @@ impl Engine {
                 Ok(holders) => holders,
                 Err(why) => {
                     check.errors.push(format!(
-                        "{} name the same resource, and checking which of them hold its keys failed: {why}; none is rotated until the next sweep",
+                        "{} name the same resource, and checking which of them hold its keys failed: {why}; those not started yet wait for the next sweep (one started already checks for itself before any write)",
                         names.join(" and ")
                     ));
                     for name in names {
@@ -623,6 +625,7 @@ impl Engine {
                 dry_run,
                 force: false,
                 budget: deadline.saturating_duration_since(Instant::now()),
+                index_wait: None,
             })),
         }
     }

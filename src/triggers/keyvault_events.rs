@@ -133,6 +133,7 @@ pub fn decide(invocation: &Invocation, budget: Duration, serves: &dyn Fn(&VaultN
             dry_run: false,
             force: false,
             budget,
+            index_wait: None,
         }),
     }
 }

@@ -198,6 +198,7 @@ pub fn request(
         force,
         revoke_active,
         budget,
+        index_wait: None,
     })
 }
 

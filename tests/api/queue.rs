@@ -554,7 +554,7 @@ async fn a_transient_failure_leaves_the_message_for_the_host_to_retry() {
 }
 
 #[tokio::test]
-async fn a_vault_s_sweep_builds_the_index_of_every_vault_before_rotating() {
+async fn a_vault_s_sweep_builds_the_index_of_every_vault_before_regenerating() {
     // Arrange: no index yet; a due secret in one vault, and the other served vault slow to
     // list (5 pages of 400 ms each, real time: only the outcome and the order are asserted)
     let app = spawn_app_with(&[("KEYFLIP_SWEEP_MODE", "queue")]).await;
@@ -584,7 +584,7 @@ async fn a_vault_s_sweep_builds_the_index_of_every_vault_before_rotating() {
     let answers = host.drain(&app, "SweepVault", SWEEP_QUEUE, 1).await;
 
     // Assert: rotated; the other vault listed (for the index only: not counted as scanned)
-    // before the secret was read
+    // before the key was regenerated (the rotation may start before: it waits for the index)
     assert_eq!(answers[0].status, 200, "{:?}", answers[0].body);
     assert_eq!(
         answers[0].outcome_for(VAULT, "idx"),
@@ -600,14 +600,14 @@ async fn a_vault_s_sweep_builds_the_index_of_every_vault_before_rotating() {
         .map(|c| c.seq)
         .max()
         .expect("the other vault was listed");
-    let first_read = calls
+    let first_regenerate = calls
         .iter()
-        .filter(|c| c.operation == "GetSecret")
+        .filter(|c| c.operation == "Accounts_RegenerateKey")
         .map(|c| c.seq)
         .min()
         .unwrap();
     assert!(
-        first_read > last_other_page,
-        "rotated before the index was complete"
+        first_regenerate > last_other_page,
+        "regenerated before the index was complete"
     );
 }

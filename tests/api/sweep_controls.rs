@@ -240,29 +240,42 @@ async fn with_a_fresh_index_rotations_start_while_the_vaults_are_still_being_lis
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_an_index_rotations_wait_for_the_listing_and_go_most_urgent_first() {
-    // Arrange: no index yet; a due secret on the first page and a more urgent (expired) one
-    // on the last; one rotation at a time
+async fn without_an_index_rotations_start_while_listing_but_regenerate_only_after_it_most_urgent_first() {
+    // Arrange: no index yet; on the first page a due secret and a more urgent (expired) one,
+    // and one more due on the last page; one rotation at a time
     let app = spawn_app_with(&[("KEYFLIP_CONCURRENCY", "1")]).await;
     slow_listing(&app).await;
-    seed_due(&app, "a-later", 20).await;
-    seed_due(&app, "zz-expired", -2).await;
+    seed_due(&app, "b-later", 20).await;
+    seed_due(&app, "a-expired", -2).await;
+    seed_due(&app, "zz-last", 10).await;
     app.control.clear_calls().await.unwrap();
 
     // Act
     let answer = app.sweep().await;
 
-    // Assert: no value read (and no lease taken) before the listing ended, then the expired
-    // one first; both rotated
-    assert_eq!(answer.result()["summary"]["rotated"], 2, "{:?}", answer.body);
-    let (last_page, first_read, _) = last_page_and_first_read(&app).await;
+    // Assert: a value was read before the listing's last page was asked for, yet no resource
+    // was called (so nothing regenerated on what was read before the wait) before the listing
+    // ended (I9 needs the whole index); the expired one first, then in order of urgency; all
+    // rotated
+    assert_eq!(answer.result()["summary"]["rotated"], 3, "{:?}", answer.body);
+    let (last_page, first_read, calls) = last_page_and_first_read(&app).await;
     assert!(
-        first_read > last_page,
-        "a rotation started before the index was complete"
+        first_read < last_page,
+        "the first rotation waited for the whole listing to start"
+    );
+    let first_resource_call = calls
+        .iter()
+        .filter(|c| c.operation.starts_with("Accounts_"))
+        .map(|c| c.seq)
+        .min()
+        .unwrap();
+    assert!(
+        first_resource_call > last_page,
+        "a resource was called before the index of every served vault was complete"
     );
     assert_eq!(
         regenerated_accounts(&app).await,
-        ["acc-zz-expired", "acc-a-later"]
+        ["acc-a-expired", "acc-zz-last", "acc-b-later"]
     );
 }
 
@@ -465,7 +478,7 @@ async fn a_sweep_beyond_resource_manager_s_write_burst_paces_itself_and_is_never
 
     // Assert: every one rotated, none failed, and Azure never had to say 429
     let summary = &answer.result()["summary"];
-    assert_eq!(answer.status, 200, "{summary}");
+    assert_eq!(answer.status, 200, "{summary} {}", answer.body);
     assert_eq!(summary["rotated"], 130, "{summary}");
     assert_eq!(summary["failed"], 0, "{summary}");
     let throttling = app.control.throttling().await.unwrap();

@@ -9,35 +9,51 @@ impl Engine {
     /// The index of which secrets name each resource: the last one if fresh (and `listing`
     /// allows a cached one), or the one a sweep or another rotation is building (waited for),
     /// else every served vault listed again, concurrently — by one rotation at a time, the
-    /// others waiting for its index (a failed listing drops it, and they list themselves). A vault that
-    /// cannot be listed for now fails the rotation (a retry will resume); one keyflip cannot
-    /// list for good is left out with a warning and named in [`Claims::unlisted`].
+    /// others waiting for its index (a failed listing drops it, and one of them lists next). A
+    /// vault that cannot be listed for now fails the rotation (a retry will resume); one keyflip
+    /// cannot list for good is left out with a warning and named in [`Claims::unlisted`].
+    ///
+    /// Also gives how long it waited for an index someone else was building, up to
+    /// `index_wait` of it on top of `deadline` ([`RotationRequest::index_wait`]): the caller's
+    /// deadline moves by that much.
     pub(super) async fn claims_now(
         &self,
         listing: Listing,
         deadline: Instant,
-    ) -> Result<Arc<Claims>, Finish> {
+        index_wait: Duration,
+    ) -> Result<(Arc<Claims>, Duration), Finish> {
         let now = self.clock.now();
         let mut building = None;
-        if listing == Listing::Cached {
+        let mut waited = Duration::ZERO;
+        // Twice at most: a builder whose listing failed hands over to one of its waiters.
+        for _ in 0..2 {
+            if listing != Listing::Cached {
+                break;
+            }
             match self.claims.lookup_or_begin(now).await {
-                Lookup::Fresh(claims) => return Ok(claims),
+                Lookup::Fresh(claims) => return Ok((claims, waited)),
                 Lookup::Building(mut receiver) => {
+                    let began = Instant::now();
                     let waiting = Lookup::wait(&mut receiver);
                     let built = self
                         .within(
-                            deadline,
+                            deadline + index_wait,
                             "waiting for another listing of the served vaults",
                             waiting,
                         )
-                        .await?;
-                    if let Some(claims) = built {
-                        return Ok(claims);
+                        .await;
+                    waited = (waited + began.elapsed()).min(index_wait);
+                    if let Some(claims) = built? {
+                        return Ok((claims, waited));
                     }
                 }
-                Lookup::Begun(ours) => building = Some(ours),
+                Lookup::Begun(ours) => {
+                    building = Some(ours);
+                    break;
+                }
             }
         }
+        let deadline = deadline + waited;
         let lists = self.settings.vaults.iter().map(|vault| async move {
             let listing = self.within(deadline, "listing the served vaults", self.store.list(vault));
             (vault, listing.await)
@@ -77,7 +93,7 @@ impl Engine {
             Some(building) => building.finish(now, Some(claims.clone())).await,
             None => self.claims.store(now, claims.clone()).await,
         }
-        Ok(claims)
+        Ok((claims, waited))
     }
 
     /// Which of `group` hold a current key of the resource whose keys are `keys` (read fresh,
@@ -141,7 +157,8 @@ impl Engine {
         deadline: Instant,
     ) -> Result<(), Finish> {
         let resource = &plan.tags.provider_address;
-        let claims = self.claims_now(listing, deadline).await?;
+        // A sweep's rotation waited for the sweep's index before its lease: the index is cached.
+        let (claims, _) = self.claims_now(listing, deadline, Duration::ZERO).await?;
         if listing == Listing::Complete && !claims.unlisted().is_empty() {
             let unlisted: Vec<String> = claims.unlisted().iter().map(ToString::to_string).collect();
             return Err(failed(

@@ -286,6 +286,7 @@ impl Engine {
         }
         // Steps 1–3 without a resource call, so that a secret with nothing to do costs no lease.
         let ready = self.prepare(request, work, facts, deadline).await?;
+        let deadline = deadline + self.wait_for_sweep_index(request, deadline).await?;
         if request.dry_run {
             return self.proceed(request, work, ready, None, facts, deadline).await;
         }
@@ -299,6 +300,24 @@ impl Engine {
         .await;
         holding.release(LEASE_RELEASE_BOUND).await;
         ended
+    }
+
+    /// A sweep's rotation that starts before the sweep's index of claims is complete (the
+    /// one-resource-one-secret check, I9, needs every served vault) waits for it here: after
+    /// the unleased read of the secret, before the lease and any resource call, so that nothing
+    /// it acts on was read before the wait and no lease is held while waiting. The wait is the
+    /// sweep's time, not the rotation's ([`RotationRequest::index_wait`]): the deadline moves
+    /// by it.
+    async fn wait_for_sweep_index(
+        &self,
+        request: &RotationRequest,
+        deadline: Instant,
+    ) -> Result<Duration, Finish> {
+        let Some(index_wait) = request.index_wait else {
+            return Ok(Duration::ZERO);
+        };
+        let (_, waited) = self.claims_now(Listing::Cached, deadline, index_wait).await?;
+        Ok(waited)
     }
 
     /// Step 4: the secret's lease across every trigger, instance and the CLI. Held elsewhere:
@@ -450,10 +469,18 @@ impl Engine {
         // 3b. The resource: key authentication on, a trustworthy check, the pointer true.
         let resource = &plan.tags.provider_address;
         let provider = plan.provider.as_ref();
-        let info = self
-            .within(deadline, "reading the resource", provider.describe(resource))
-            .await?
-            .map_err(|e| provider_failure(e, "reading the resource"))?;
+        // The resource and its keys are read at once (two independent reads); what the resource
+        // says is judged first, as if it had been read alone. The price: a resource refused for
+        // what it says (keys disabled, no check) also had its keys listed, in memory only.
+        let (info, keys) = futures::join!(
+            self.within(deadline, "reading the resource", provider.describe(resource)),
+            self.within(
+                deadline,
+                "listing the resource's keys",
+                provider.list_keys(resource),
+            ),
+        );
+        let info = info?.map_err(|e| provider_failure(e, "reading the resource"))?;
         if info.keys_disabled {
             return Err(failed(
                 FailReason::KeysDisabled,
@@ -474,14 +501,7 @@ impl Engine {
                 ),
             ));
         }
-        let keys = self
-            .within(
-                deadline,
-                "listing the resource's keys",
-                provider.list_keys(resource),
-            )
-            .await?
-            .map_err(|e| provider_failure(e, "listing the resource's keys"))?;
+        let keys = keys?.map_err(|e| provider_failure(e, "listing the resource's keys"))?;
         self.cross_check(&plan, &secret, &keys)?;
         // Read before any resource write: a mark must be writable if a regeneration outlives
         // the budget (a dry run reads it only to check a mark).
