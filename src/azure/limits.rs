@@ -24,6 +24,10 @@
 //!   429's `Retry-After` holds the kind back until then.
 //! - **At most [`MAX_IN_FLIGHT`] calls at once** per vault and per subscription (half the default
 //!   KEYFLIP_CONCURRENCY: most rotations are waiting for another call, or for the sweep).
+//! - **First come, first served**: the calls of one kind to one target take their tokens in the
+//!   order they asked (a fair queue). Waiters that each slept and raced for the next token let
+//!   late arrivals overtake them, and under a saturated bucket some rotations starved past
+//!   their budget.
 //!
 //! Other hosts (the token endpoint, storage, data planes) pass through unlimited. The jittered
 //! retry itself is the pipeline's ([`super::transport::retry_options`]).
@@ -34,7 +38,7 @@ use std::time::Duration;
 
 use azure_core::http::headers::{HeaderName, Headers, RETRY_AFTER};
 use azure_core::http::{AsyncRawResponse, HttpClient, Method, Request, StatusCode};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Mutex as Queue, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use url::Url;
 
@@ -151,15 +155,24 @@ impl AzureLimits {
     /// slot, held until the answer (`None` only if the semaphore were closed; none ever is);
     /// the number is the call's place among those sent with a token of its bucket.
     async fn admit(&self, target: &Target, kind: Kind) -> (Option<OwnedSemaphorePermit>, u64) {
-        let slots = self
-            .lock()
-            .entry(target.clone())
-            .or_insert_with(|| Limiter::new(target))
-            .slots
-            .clone();
+        let (slots, queue) = {
+            let mut state = self.lock();
+            let limiter = state
+                .entry(target.clone())
+                .or_insert_with(|| Limiter::new(target));
+            (limiter.slots.clone(), limiter.queue(kind))
+        };
         let (permit, mut delayed) = match slots.clone().try_acquire_owned() {
             Ok(permit) => (Some(permit), false),
             Err(_) => (slots.acquire_owned().await.ok(), true),
+        };
+        // Tokio's mutex is fair: whoever holds it is next for a token, the others queue in order.
+        let _turn = match queue.try_lock() {
+            Ok(turn) => turn,
+            Err(_) => {
+                delayed = true;
+                queue.lock().await
+            }
         };
         loop {
             let wait = {
@@ -248,6 +261,8 @@ struct Limiter {
     held: HashMap<Kind, Instant>,
     /// The next hold-back after a Key Vault 429.
     backoff: HashMap<Kind, Duration>,
+    /// The queue of calls of each kind waiting for a token, in the order they asked.
+    queues: HashMap<Kind, Arc<Queue<()>>>,
     stats: LimitStats,
 }
 
@@ -274,8 +289,14 @@ impl Limiter {
             paces,
             held: HashMap::new(),
             backoff: HashMap::new(),
+            queues: HashMap::new(),
             stats: LimitStats::default(),
         }
+    }
+
+    /// The queue for a token of `kind`.
+    fn queue(&mut self, kind: Kind) -> Arc<Queue<()>> {
+        self.queues.entry(kind).or_default().clone()
     }
 
     /// Takes a token of `kind` now (`None`), or says how long to wait before asking again.
@@ -714,6 +735,31 @@ mod tests {
             "{}",
             bucket.tokens
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_waiting_for_a_token_is_not_overtaken_by_a_later_one() {
+        let l = Arc::new(limits());
+        let sub = Target::Subscription("s".into());
+        let mut headers = Headers::new();
+        headers.insert(REMAINING_WRITES, "1");
+        drop(l.admit(&sub, Kind::Write).await);
+        l.observe(&sub, Kind::Write, 1, Some((StatusCode::Ok, &headers)));
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let first = {
+            let (l, sub, order) = (l.clone(), sub.clone(), order.clone());
+            tokio::spawn(async move {
+                drop(l.admit(&sub, Kind::Write).await);
+                order.lock().unwrap().push("first");
+            })
+        };
+        // The first waits for the next token; it is due when the second asks.
+        tokio::task::yield_now().await;
+        tokio::time::advance(Duration::from_millis(200)).await;
+        drop(l.admit(&sub, Kind::Write).await);
+        order.lock().unwrap().push("second");
+        first.await.unwrap();
+        assert_eq!(*order.lock().unwrap(), ["first", "second"]);
     }
 
     #[tokio::test(start_paused = true)]
