@@ -3,7 +3,7 @@
 //!
 //! It owns [`AzureLimits`] (the limits and their state, per vault and per subscription) and
 //! [`LimitedClient`], the HTTP client every Azure SDK client sends through: before each attempt
-//! (retries included) it waits for a slot and a token of the call's kind, and after the answer
+//! (retries included) it waits for its turn and a token of the call's kind, then a slot, and after the answer
 //! it learns from it. It knows no secret and no rotation; it never reads a body.
 //!
 //! What is limited, from `../shared/reference/queues-flex-and-limits.md` §5:
@@ -151,10 +151,12 @@ impl AzureLimits {
         None
     }
 
-    /// Waits until the call may be sent: a slot, then a token of its kind. The permit is the
-    /// slot, held until the answer (`None` only if the semaphore were closed; none ever is);
-    /// the number is the call's place among those sent with a token of its bucket.
-    async fn admit(&self, target: &Target, kind: Kind) -> (Option<OwnedSemaphorePermit>, u64) {
+    /// Waits until the call may be sent: its turn among the calls of its kind, a token, then a
+    /// slot (so calls waiting for tokens of one kind, or held back by a 429, never hold the
+    /// slots other kinds need). What it gives holds the slot (`None` only if the semaphore were
+    /// closed; none ever is) and counts the call in flight until dropped, also when the call is
+    /// dropped while it waits for its slot.
+    async fn admit<'a>(&'a self, target: &'a Target, kind: Kind) -> Admitted<'a> {
         let (slots, queue) = {
             let mut state = self.lock();
             let limiter = state
@@ -162,41 +164,59 @@ impl AzureLimits {
                 .or_insert_with(|| Limiter::new(target));
             (limiter.slots.clone(), limiter.queue(kind))
         };
-        let (permit, mut delayed) = match slots.clone().try_acquire_owned() {
-            Ok(permit) => (Some(permit), false),
-            Err(_) => (slots.acquire_owned().await.ok(), true),
+        let mut delayed = false;
+        let sent = {
+            // Tokio's mutex is fair: whoever holds it is next for a token, the others queue in
+            // order.
+            let _turn = match queue.try_lock() {
+                Ok(turn) => turn,
+                Err(_) => {
+                    delayed = true;
+                    queue.lock().await
+                }
+            };
+            loop {
+                let wait = {
+                    let mut state = self.lock();
+                    let limiter = state
+                        .entry(target.clone())
+                        .or_insert_with(|| Limiter::new(target));
+                    let wait = limiter.take(kind, Instant::now());
+                    let sent = match limiter.paces.get(&kind) {
+                        Some(Pace::Bucket(bucket)) => bucket.sent,
+                        _ => 0,
+                    };
+                    (wait, sent)
+                };
+                match wait {
+                    (None, sent) => break sent,
+                    (Some(wait), _) => {
+                        delayed = true;
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+            }
         };
-        // Tokio's mutex is fair: whoever holds it is next for a token, the others queue in order.
-        let _turn = match queue.try_lock() {
-            Ok(turn) => turn,
+        // From here the call counts as in flight, until what this gives is dropped.
+        let in_flight = InFlight {
+            limits: self,
+            target,
+            kind,
+        };
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
             Err(_) => {
                 delayed = true;
-                queue.lock().await
+                slots.acquire_owned().await.ok()
             }
         };
-        loop {
-            let wait = {
-                let mut state = self.lock();
-                let limiter = state
-                    .entry(target.clone())
-                    .or_insert_with(|| Limiter::new(target));
-                let wait = limiter.take(kind, Instant::now());
-                if wait.is_none() && delayed {
-                    limiter.stats.delayed += 1;
-                }
-                let sent = match limiter.paces.get(&kind) {
-                    Some(Pace::Bucket(bucket)) => bucket.sent,
-                    _ => 0,
-                };
-                (wait, sent)
-            };
-            match wait {
-                (None, sent) => return (permit, sent),
-                (Some(wait), _) => {
-                    delayed = true;
-                    tokio::time::sleep(wait).await;
-                }
-            }
+        if delayed && let Some(limiter) = self.lock().get_mut(target) {
+            limiter.stats.delayed += 1;
+        }
+        Admitted {
+            _permit: permit,
+            _in_flight: in_flight,
+            sent,
         }
     }
 
@@ -453,6 +473,14 @@ impl Bucket {
     }
 }
 
+/// A call admitted: its slot, its count in flight, and its place among the calls sent with a
+/// token of its bucket (which answer is the last call's, [`Bucket::azure_says`]).
+struct Admitted<'a> {
+    _permit: Option<OwnedSemaphorePermit>,
+    _in_flight: InFlight<'a>,
+    sent: u64,
+}
+
 /// A call in flight: dropping it settles the call in its bucket, also when the call's future
 /// is dropped before an answer.
 struct InFlight<'a> {
@@ -487,16 +515,11 @@ impl HttpClient for LimitedClient {
         let Some((target, kind)) = self.limits.classify(request.url(), request.method()) else {
             return self.inner.execute_request(request).await;
         };
-        let (permit, sent) = self.limits.admit(&target, kind).await;
-        // From here the call is in flight until this is dropped, however the call ends.
-        let in_flight = InFlight {
-            limits: &self.limits,
-            target: &target,
-            kind,
-        };
+        // In flight until this is dropped, however the call ends.
+        let admitted = self.limits.admit(&target, kind).await;
         let answer = self.inner.execute_request(request).await;
-        drop(permit);
-        drop(in_flight);
+        let sent = admitted.sent;
+        drop(admitted);
         let seen = answer.as_ref().ok().map(|r| (r.status(), r.headers()));
         self.limits.observe(&target, kind, sent, seen);
         answer
@@ -695,15 +718,9 @@ mod tests {
             .build()
             .unwrap();
         for _ in 0..3 {
-            let (permit, _) = runtime.block_on(l.admit(&sub, Kind::Write));
-            let in_flight = InFlight {
-                limits: &l,
-                target: &sub,
-                kind: Kind::Write,
-            };
+            let admitted = runtime.block_on(l.admit(&sub, Kind::Write));
             // The call's future is dropped here (a timeout), with no answer to observe.
-            drop(permit);
-            drop(in_flight);
+            drop(admitted);
         }
         let mut headers = Headers::new();
         headers.insert(REMAINING_WRITES, "150");
@@ -760,6 +777,42 @@ mod tests {
         order.lock().unwrap().push("second");
         first.await.unwrap();
         assert_eq!(*order.lock().unwrap(), ["first", "second"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn writes_held_back_by_a_429_leave_the_slots_to_reads() {
+        let l = Arc::new(limits());
+        let sub = Target::Subscription("s".into());
+        drop(l.admit(&sub, Kind::Write).await);
+        let mut headers = Headers::new();
+        headers.insert(RETRY_AFTER, "30");
+        l.observe(
+            &sub,
+            Kind::Write,
+            1,
+            Some((StatusCode::TooManyRequests, &headers)),
+        );
+        let writes: Vec<_> = (0..MAX_IN_FLIGHT + 4)
+            .map(|_| {
+                let (l, sub) = (l.clone(), sub.clone());
+                tokio::spawn(async move { drop(l.admit(&sub, Kind::Write).await) })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        let start = Instant::now();
+        drop(l.admit(&sub, Kind::Read).await);
+        assert_eq!(
+            start.elapsed(),
+            Duration::ZERO,
+            "a read is not queued behind the writes"
+        );
+        for write in writes {
+            write.await.unwrap();
+        }
+        assert!(
+            start.elapsed() >= Duration::from_secs(30),
+            "the writes waited for the hold"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -240,11 +240,12 @@ pub struct SweepSummary {
     pub skipped_by_reason: BTreeMap<String, usize>,
     /// `failed` by reason (`misconfigured`, `transient`, …).
     pub failed_by_reason: BTreeMap<String, usize>,
-    /// Due secrets this sweep did not start (its deadline or the rotation cap): the next
-    /// sweep takes them, most urgent first.
+    /// Due secrets this sweep did not start (its deadline, the rotation cap, or an incomplete
+    /// listing): the next sweep takes them, most urgent first.
     pub left_for_next_run: usize,
-    /// Why they were left: `deadline` (the sweep's budget) or `cap`
-    /// (KEYFLIP_MAX_ROTATIONS_PER_SWEEP).
+    /// Why they were left: `deadline` (the sweep's budget), `cap`
+    /// (KEYFLIP_MAX_ROTATIONS_PER_SWEEP) or `listing` (a served vault could not be listed
+    /// completely, which the one-resource-one-secret check needs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub left_because: Option<&'static str>,
     pub elapsed_ms: u64,

@@ -195,6 +195,10 @@ impl Engine {
         // the fan-out queue) for the index only, and the rotations of other triggers wait for
         // it too.
         let fresh = self.claims.fresh(listed_from).await.is_some();
+        // With a cap, rotations wait for the listing to end, so that the cap goes to the most
+        // urgent of all due secrets, not of those listed first.
+        let capped = self.settings.max_rotations_per_sweep.is_some();
+        let mut may_start = fresh || !capped;
         let indexed: Vec<&VaultName> = match fresh {
             true => served.clone(),
             false => self.settings.vaults.iter().collect(),
@@ -248,13 +252,20 @@ impl Engine {
                         listed_from,
                     )
                     .await;
+                // Without an index (a served vault's listing failed for now) every rotation would
+                // list every vault again for the one-resource-one-secret check: the due secrets
+                // not started are left to the next sweep.
+                if !fresh && !complete {
+                    left_because = Some("listing");
+                    may_start = false;
+                }
                 // The check of shared resources may take a quarter of what is left.
                 let left = deadline.saturating_duration_since(Instant::now());
                 let check_until = Instant::now() + left / 4;
                 shared_check.set(Some(self.refuse_shared(index, check_until)).into());
                 shared_pending = true;
             }
-            while left_because.is_none() && running.len() < concurrency && !queue.is_empty() {
+            while may_start && left_because.is_none() && running.len() < concurrency && !queue.is_empty() {
                 let cap = self.settings.max_rotations_per_sweep;
                 if Instant::now() + min_start >= deadline {
                     left_because = Some("deadline");
@@ -283,6 +294,7 @@ impl Engine {
                 Some(check) = &mut shared_check, if shared_pending => {
                     shared_pending = false;
                     shared_done = true;
+                    may_start = left_because.is_none();
                     let SharedCheck { refused, errors, problems } = check;
                     errors.into_iter().for_each(|e| report.error(e));
                     problems.into_iter().for_each(|p| report.problem(p));

@@ -150,6 +150,7 @@ pub fn reply(report: &SweepReport, timer: &TimerInfo) -> Reply {
             s.left_for_next_run,
             match s.left_because {
                 Some("cap") => "KEYFLIP_MAX_ROTATIONS_PER_SWEEP reached",
+                Some("listing") => "a served vault could not be listed completely, which the one-resource-one-secret check needs",
                 _ => "the sweep's budget ran out",
             }
         ));

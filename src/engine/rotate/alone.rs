@@ -25,31 +25,39 @@ impl Engine {
         let now = self.clock.now();
         let mut building = None;
         let mut waited = Duration::ZERO;
-        // Twice at most: a builder whose listing failed hands over to one of its waiters.
-        for _ in 0..2 {
-            if listing != Listing::Cached {
-                break;
-            }
-            match self.claims.lookup_or_begin(now).await {
-                Lookup::Fresh(claims) => return Ok((claims, waited)),
-                Lookup::Building(mut receiver) => {
-                    let began = Instant::now();
-                    let waiting = Lookup::wait(&mut receiver);
-                    let built = self
-                        .within(
-                            deadline + index_wait,
-                            "waiting for another listing of the served vaults",
-                            waiting,
-                        )
-                        .await;
-                    waited = (waited + began.elapsed()).min(index_wait);
-                    if let Some(claims) = built? {
-                        return Ok((claims, waited));
+        // A builder whose listing failed hands over to one of its waiters, once: when that one
+        // fails too, the others give up instead of all listing every vault at once.
+        let mut failed_listings = 0;
+        if listing == Listing::Cached {
+            loop {
+                match self.claims.lookup_or_begin(now).await {
+                    Lookup::Fresh(claims) => return Ok((claims, waited)),
+                    Lookup::Building(mut receiver) => {
+                        let began = Instant::now();
+                        let waiting = Lookup::wait(&mut receiver);
+                        let built = self
+                            .within(
+                                deadline + index_wait,
+                                "waiting for another listing of the served vaults",
+                                waiting,
+                            )
+                            .await;
+                        waited = (waited + began.elapsed()).min(index_wait);
+                        if let Some(claims) = built? {
+                            return Ok((claims, waited));
+                        }
+                        failed_listings += 1;
+                        if failed_listings == 2 {
+                            return Err(failed(
+                                FailReason::Transient,
+                                "the listings of the served vaults that the one-resource-one-secret check waited for failed (see the sweep's or the other rotations' errors); a retry will resume",
+                            ));
+                        }
                     }
-                }
-                Lookup::Begun(ours) => {
-                    building = Some(ours);
-                    break;
+                    Lookup::Begun(ours) => {
+                        building = Some(ours);
+                        break;
+                    }
                 }
             }
         }

@@ -317,6 +317,19 @@ impl Engine {
             return Ok(Duration::ZERO);
         };
         let (_, waited) = self.claims_now(Listing::Cached, deadline, index_wait).await?;
+        // A listing that ended close to the sweep's deadline leaves too little to rotate in: no
+        // lease is taken and nothing is called, as for a rotation the sweep could not start.
+        let left = (deadline + waited).saturating_duration_since(Instant::now());
+        if !waited.is_zero() && left < super::sweep::MIN_ROTATION_START.min(request.budget / 3) {
+            return Err(failed(
+                FailReason::Transient,
+                format!(
+                    "the listing of the served vaults, which the one-resource-one-secret check waits for, ended {} ms before the sweep's deadline: too little to rotate {} in; the next sweep takes it",
+                    left.as_millis(),
+                    request.secret
+                ),
+            ));
+        }
         Ok(waited)
     }
 
