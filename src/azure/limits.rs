@@ -417,6 +417,10 @@ struct Bucket {
     in_flight: usize,
     /// Calls that took a token, ever: each call's number.
     sent: u64,
+    /// Calls answered (or failed), ever; and how many had been when the last call took its
+    /// token.
+    settled: u64,
+    settled_at_last_send: u64,
 }
 
 impl Bucket {
@@ -430,6 +434,8 @@ impl Bucket {
             at: Instant::now(),
             in_flight: 0,
             sent: 0,
+            settled: 0,
+            settled_at_last_send: 0,
         }
     }
 
@@ -448,6 +454,7 @@ impl Bucket {
             self.tokens = (self.tokens - 1.0).max(0.0);
             self.in_flight += 1;
             self.sent += 1;
+            self.settled_at_last_send = self.settled;
             return None;
         }
         let missing = 1.0 - self.tokens;
@@ -457,18 +464,25 @@ impl Bucket {
     /// A call that took a token was answered (or failed).
     fn answered(&mut self) {
         self.in_flight = self.in_flight.saturating_sub(1);
+        self.settled += 1;
     }
 
     /// Azure says `left` calls remain in its bucket, in its answer to the call numbered `sent`:
     /// less the calls still in flight (Azure may not have counted them yet) and one spare, it is
-    /// always believed when less than the local count; more only from the answer to the last
+    /// always believed when less than the local count. More only from the answer to the last
     /// call sent, since answers overtake each other and an older one would count tokens that
-    /// later calls already spent.
+    /// later calls already spent; and then also less the calls answered while that one was in
+    /// flight, since Azure may have counted them after it.
     fn azure_says(&mut self, left: f64, sent: u64, now: Instant) {
         self.refill(now);
-        let usable = (left - self.in_flight as f64 - 1.0).clamp(0.0, self.capacity);
-        if sent == self.sent || usable < self.tokens {
-            self.tokens = usable;
+        let usable = |uncounted: u64| (left - uncounted as f64 - 1.0).clamp(0.0, self.capacity);
+        let in_flight = self.in_flight as u64;
+        if sent == self.sent {
+            // This call's own answer is among those settled since it was sent.
+            let overtaken = (self.settled - self.settled_at_last_send).saturating_sub(1);
+            self.tokens = usable(in_flight + overtaken);
+        } else if usable(in_flight) < self.tokens {
+            self.tokens = usable(in_flight);
         }
     }
 }
@@ -631,11 +645,15 @@ mod tests {
         );
         bucket.answered();
         bucket.azure_says(190.0, 5, now);
-        assert_eq!(bucket.tokens, 190.0 - 3.0 - 1.0, "the last call's answer does");
+        assert_eq!(
+            bucket.tokens,
+            190.0 - 3.0 - 1.0 - 1.0,
+            "the last call's answer does: less three in flight, call 2 answered meanwhile (Azure may have counted it after call 5), one spare"
+        );
         bucket.answered();
         bucket.azure_says(199.0, 1, now);
         assert_eq!(
-            bucket.tokens, 186.0,
+            bucket.tokens, 185.0,
             "an overtaken answer counts tokens spent since"
         );
         bucket.azure_says(5000.0, 5, now);
