@@ -553,6 +553,15 @@ mod tests {
         Url::parse(s).unwrap()
     }
 
+    /// The tokens and calls in flight of a subscription's write bucket.
+    fn write_bucket(l: &AzureLimits, sub: &Target) -> (f64, usize) {
+        let state = l.lock();
+        let Some(Pace::Bucket(bucket)) = state.get(sub).unwrap().paces.get(&Kind::Write) else {
+            panic!("writes are a bucket");
+        };
+        (bucket.tokens, bucket.in_flight)
+    }
+
     #[test]
     fn calls_are_classified_as_each_service_counts_them() {
         let l = limits();
@@ -743,12 +752,9 @@ mod tests {
         let mut headers = Headers::new();
         headers.insert(REMAINING_WRITES, "150");
         l.observe(&sub, Kind::Write, 3, Some((StatusCode::Ok, &headers)));
-        let state = l.lock();
-        let Some(Pace::Bucket(bucket)) = state.get(&sub).unwrap().paces.get(&Kind::Write) else {
-            panic!("writes are a bucket");
-        };
-        assert_eq!(bucket.in_flight, 0);
-        assert_eq!(bucket.tokens, 149.0, "150 left less one spare, none in flight");
+        let (tokens, in_flight) = write_bucket(&l, &sub);
+        assert_eq!(in_flight, 0);
+        assert_eq!(tokens, 149.0, "150 left less one spare, none in flight");
     }
 
     #[tokio::test(start_paused = true)]
@@ -761,15 +767,8 @@ mod tests {
             headers.insert(REMAINING_WRITES, odd);
             l.observe(&sub, Kind::Write, sent, Some((StatusCode::Ok, &headers)));
         }
-        let state = l.lock();
-        let Some(Pace::Bucket(bucket)) = state.get(&sub).unwrap().paces.get(&Kind::Write) else {
-            panic!("writes are a bucket");
-        };
-        assert!(
-            bucket.tokens.is_finite() && bucket.tokens > 100.0,
-            "{}",
-            bucket.tokens
-        );
+        let (tokens, _) = write_bucket(&l, &sub);
+        assert!(tokens.is_finite() && tokens > 100.0, "{tokens}");
     }
 
     #[tokio::test(start_paused = true)]

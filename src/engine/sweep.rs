@@ -156,13 +156,15 @@ impl Engine {
 
     /// The sweep: every vault of `vaults` listed at once, page by page; each due secret queued
     /// by urgency as soon as its page arrives, and rotations started from the queue while the
-    /// listing goes on, most urgent first, up to KEYFLIP_CONCURRENCY at a time. The
-    /// one-resource-one-secret check (I9) needs every served vault listed: a rotation started
-    /// before this sweep's index is complete reads its secret, then waits for the index before
-    /// its lease and any resource call (the wait is not counted against its own budget, only
-    /// the sweep's), unless a fresh index is cached. No rotation starts within [`MIN_ROTATION_START`] of the budget's
-    /// end, nor once KEYFLIP_MAX_ROTATIONS_PER_SWEEP rotations did something (a refusal does
-    /// not count): the rest is left to the next run and counted. A vault that is not served is
+    /// listing goes on, most urgent first, up to KEYFLIP_CONCURRENCY at a time (with a rotation
+    /// cap and no fresh index, once the listing ends). The one-resource-one-secret check (I9)
+    /// needs every served vault listed: a rotation started before this sweep's index is
+    /// complete reads its secret, then waits for the index before its lease and any resource
+    /// call (the wait is not counted against its own budget, only the sweep's), unless a fresh
+    /// index is cached; without a complete index the due secrets not started are left to the
+    /// next run. No rotation starts within [`MIN_ROTATION_START`] of the budget's end, nor once
+    /// KEYFLIP_MAX_ROTATIONS_PER_SWEEP rotations did something (a refusal does not count): the
+    /// rest is left to the next run and counted. A vault that is not served is
     /// reported as a problem. The index is published (to the cache and to the rotations
     /// waiting for it, of this sweep and of other triggers) only by a sweep that listed every
     /// served vault completely; the resources it finds named by two secrets are checked then,
@@ -190,10 +192,10 @@ impl Engine {
                 served.push(vault);
             }
         }
-        // Without a fresh index, rotations wait for this sweep's before their lease: it
-        // then lists every served vault, those it does not sweep (a sweep of one vault from
-        // the fan-out queue) for the index only, and the rotations of other triggers wait for
-        // it too.
+        // Without a fresh index, rotations wait for this sweep's before their lease: it then
+        // lists every served vault, those it does not sweep (a sweep of one vault from the
+        // fan-out queue) for the index only, and the rotations of other triggers wait for it
+        // too.
         let fresh = self.claims.fresh(listed_from).await.is_some();
         // With a cap, rotations wait for the listing to end, so that the cap goes to the most
         // urgent of all due secrets, not of those listed first.
@@ -257,7 +259,6 @@ impl Engine {
                 // not started are left to the next sweep.
                 if !fresh && !complete {
                     left_because = Some("listing");
-                    may_start = false;
                 }
                 // The check of shared resources may take a quarter of what is left.
                 let left = deadline.saturating_duration_since(Instant::now());
@@ -294,7 +295,7 @@ impl Engine {
                 Some(check) = &mut shared_check, if shared_pending => {
                     shared_pending = false;
                     shared_done = true;
-                    may_start = left_because.is_none();
+                    may_start = true;
                     let SharedCheck { refused, errors, problems } = check;
                     errors.into_iter().for_each(|e| report.error(e));
                     problems.into_iter().for_each(|p| report.problem(p));
